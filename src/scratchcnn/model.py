@@ -1,0 +1,284 @@
+"""ConvNet: convolution → pooling → dense → softmax, trained with hand-derived gradients.
+
+The softmax is the standard P_j = e^{a_j} / Σ_k e^{a_k} and the loss L = −ln P_y. The original
+write-up prints e^{−a_j} (the same model with W negated) and drops the minus sign of L (a typo).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scratchcnn import layers
+from scratchcnn._version import __version__
+from scratchcnn.errors import ConfigError, ModelFileError
+from scratchcnn.files import write_atomically
+
+CLASSES = 10
+DTYPES = ("float32", "float64")
+FILE_FORMAT = "scratchcnn.ConvNet"
+FILE_FORMAT_VERSION = 1
+PREDICT_CHUNK = 2048  # images per forward pass in predict: bounds memory, keeps matrices large
+
+
+class ConvNet:
+    """The write-up's network and its variants.
+
+    Parameters: f (K, k, k) filters, W (10, K, H', W') dense weights with H' = H // 2, W' = W // 2,
+    and b (10,) when ``bias`` is on. Inputs X: (N, H, W), uint8 (divided by 255) or float in [0, 1].
+    """
+
+    def __init__(
+        self,
+        filters: int = 3,
+        kernel_size: int = 3,
+        pool: str = "decimate",
+        activation: str = "none",
+        bias: bool = False,
+        input_shape: tuple[int, int] = (28, 28),
+        seed: int | None = 0,
+        dtype: str = "float32",
+    ) -> None:
+        self.filters = _positive_int("filters", filters)
+        self.kernel_size = _positive_int("kernel_size", kernel_size)
+        self.pool = _choice("pool", pool, layers.POOLS)
+        self.activation = _choice("activation", activation, layers.ACTIVATIONS)
+        self.bias = bool(bias)
+        self.input_shape = _input_shape(input_shape)
+        self.dtype = _dtype(dtype)
+        self.dataset: str | None = None  # what it was trained on, recorded in saved files
+        self._init_parameters(np.random.default_rng(seed))
+
+    def _init_parameters(self, rng: np.random.Generator) -> None:
+        # Uniform in ±1/√fan_in, the default of common frameworks: keeps A of order 1 at the start.
+        K, k = self.filters, self.kernel_size
+        self.f = (rng.uniform(-1, 1, (K, k, k)) / k).astype(self.dtype)  # fan_in = k²
+        fan_in = K * self.pooled_shape[0] * self.pooled_shape[1]
+        self.W = (rng.uniform(-1, 1, (CLASSES, K, *self.pooled_shape)) / np.sqrt(fan_in)).astype(self.dtype)
+        if self.bias:
+            self.b = np.zeros(CLASSES, self.dtype)
+
+    @property
+    def pooled_shape(self) -> tuple[int, int]:
+        """(H', W') = (H // 2, W // 2): the size of each pooled image Z_k."""
+        return self.input_shape[0] // 2, self.input_shape[1] // 2
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that define the architecture (the seed only sets the start)."""
+        return {
+            "filters": self.filters, "kernel_size": self.kernel_size, "pool": self.pool,
+            "activation": self.activation, "bias": self.bias,
+            "input_shape": list(self.input_shape), "dtype": self.dtype,
+        }
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The trainable arrays by name, the same objects the network computes with."""
+        params = {"f": self.f, "W": self.W}
+        if self.bias:
+            params["b"] = self.b
+        return params
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{key}={value!r}" for key, value in self.config.items())
+        return f"ConvNet({args})"
+
+    # ---- computing ---------------------------------------------------------------------------
+
+    def prepare(self, X: Any) -> np.ndarray:
+        """Check images and scale them to the network's dtype in [0, 1]. Returns (N, H, W)."""
+        X = np.asarray(X)
+        if X.ndim != 3 or X.shape[1:] != self.input_shape:
+            hint = " (for one image pass X[None])" if X.shape == self.input_shape else ""
+            raise ConfigError(
+                f"expected images of shape (N, {self.input_shape[0]}, {self.input_shape[1]}), got {X.shape}{hint}"
+            )
+        if X.dtype == np.uint8:
+            return X.astype(self.dtype) / np.array(255, self.dtype)  # pixels 0..255 → [0, 1]
+        if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
+            raise ConfigError(f"images must be uint8 or real numbers, got dtype {X.dtype}")
+        X = X.astype(self.dtype, copy=False)
+        if not np.isfinite(X).all():
+            raise ConfigError("images contain NaN or infinite values")
+        if X.size and (X.min() < 0 or X.max() > 1):
+            raise ConfigError(
+                f"float pixel values must lie in [0, 1], got [{X.min():g}, {X.max():g}] (divide by 255?)"
+            )
+        return X
+
+    def prepare_labels(self, y: Any, n: int) -> np.ndarray:
+        """Check class labels: n integers in 0..9. Returns (n,) int64."""
+        y = np.asarray(y)
+        if y.shape != (n,):
+            raise ConfigError(f"expected {n} labels of shape ({n},), got shape {y.shape}")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise ConfigError(f"labels must be integers 0..9, got dtype {y.dtype}")
+        if n and (y.min() < 0 or y.max() >= CLASSES):
+            raise ConfigError(f"labels must lie in 0..9, got [{y.min()}, {y.max()}]")
+        return y.astype(np.int64, copy=False)
+
+    def forward(self, X: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """Class scores A: (N, 10) for prepared images X: (N, H, W), and what backward needs."""
+        N, k = len(X), self.kernel_size
+        rows, cols = self.pooled_shape
+        # Decimation keeps only even (i, j): compute Y there alone. Max/avg need every pixel of each window.
+        stride = 2 if self.pool == "decimate" else 1
+        Xcol = layers.patches(X, k, stride, rows * 2 // stride, cols * 2 // stride)  # (N·positions, k·k)
+        Y = layers.convolve(Xcol, self.f)  # Y_k(i, j) = Σ_a Σ_b X(i+a, j+b) f_k(a, b)
+        Z, winner = layers.pool(layers.activate(Y, self.activation), self.pool, N, rows, cols)
+        A = Z.reshape(N, -1) @ self.W.reshape(CLASSES, -1).T  # A = W Z
+        if self.bias:
+            A = A + self.b  # A = W Z + b
+        return A, {"Xcol": Xcol, "Y": Y, "Z": Z, "winner": winner}
+
+    def backward(self, dA: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Gradients of L with respect to the parameters, from ∂L/∂A: (N, 10), by the chain rule."""
+        Z = cache["Z"]
+        grads = {"W": (dA.T @ Z.reshape(len(Z), -1)).reshape(self.W.shape)}  # ∂L/∂W = ∂L/∂A ⊗ Z
+        if self.bias:
+            grads["b"] = dA.sum(axis=0)  # ∂L/∂b = ∂L/∂A
+        dZ = (dA @ self.W.reshape(CLASSES, -1)).reshape(Z.shape)  # ∂L/∂Z = Wᵀ ∂L/∂A
+        dY = layers.pool_backward(dZ, self.pool, cache["winner"])
+        dY = layers.activate_backward(dY, cache["Y"], self.activation)
+        grads["f"] = layers.convolve_backward(dY, cache["Xcol"], self.f.shape)  # Σ ∂L/∂Y_k X(m+a, n+b)
+        return {name: grads[name] for name in self.parameters()}
+
+    def loss_and_gradients_prepared(self, X: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+        """loss_and_gradients without input checks, for a trainer that checked its data once."""
+        A, cache = self.forward(X)
+        log_P = layers.log_softmax(A)
+        L = -log_P[np.arange(len(y)), y].mean()  # L = −ln P_y, averaged over the batch
+        dA = layers.cross_entropy_backward(np.exp(log_P), y)  # ∂L/∂A = P − onehot(y)
+        return float(L), self.backward(dA, cache)
+
+    def loss_and_gradients(self, X: Any, y: Any) -> tuple[float, dict[str, np.ndarray]]:
+        """Mean cross-entropy over the batch and its gradients {"f", "W"(, "b")} shaped like the parameters.
+
+        X: (N, H, W) uint8 or float in [0, 1]; y: (N,) integer labels 0..9.
+        """
+        X = self.prepare(X)
+        return self.loss_and_gradients_prepared(X, self.prepare_labels(y, len(X)))
+
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        """Class scores A: (N, 10) for prepared images, computed in chunks of PREDICT_CHUNK."""
+        chunks = [self.forward(X[i : i + PREDICT_CHUNK])[0] for i in range(0, len(X), PREDICT_CHUNK)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, CLASSES), self.dtype)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """P: (N, 10), the softmax of the class scores. X: (N, H, W) uint8 or float in [0, 1]."""
+        return np.exp(layers.log_softmax(self.scores(self.prepare(X))))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class of each image: (N,) int64."""
+        return self.scores(self.prepare(X)).argmax(axis=1)
+
+    # ---- files -------------------------------------------------------------------------------
+
+    def header(self) -> dict[str, Any]:
+        """What a saved file says about itself, beside the parameter arrays."""
+        return {
+            "format": FILE_FORMAT, "format_version": FILE_FORMAT_VERSION, "scratchcnn_version": __version__,
+            "config": self.config, "dataset": self.dataset,
+            "input": {"pixels": "uint8 divided by 255, or float in [0, 1]", "scale": 1 / 255},
+            "arrays": {name: list(value.shape) for name, value in self.parameters().items()},
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write parameters and header to one .npz, atomically: a crash never leaves half a file."""
+        path = Path(path)
+        arrays = dict(self.parameters(), header=np.array(json.dumps(self.header())))
+        write_atomically(path, lambda fh: np.savez(fh, **arrays))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ConvNet:
+        """Read a file written by ``save``; refuse one whose arrays disagree with its header."""
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+        except FileNotFoundError:
+            raise ModelFileError(f"{path}: no such model file") from None
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+            raise ModelFileError(f"{path}: not a scratchcnn model file ({_first_line(error)})") from None
+        return cls._from_arrays(arrays, str(path))
+
+    @classmethod
+    def _from_arrays(cls, arrays: dict[str, np.ndarray], where: str) -> ConvNet:
+        header = _read_header(arrays.pop("header", None), where)
+        try:
+            net = cls(**header["config"], seed=0)
+        except (ConfigError, TypeError) as error:
+            raise ModelFileError(f"{where}: bad configuration in header: {_first_line(error)}") from None
+        expected = net.parameters()
+        if set(arrays) != set(expected):
+            raise ModelFileError(f"{where}: holds arrays {sorted(arrays)}, its header needs {sorted(expected)}")
+        for name, value in arrays.items():
+            if value.shape != expected[name].shape or value.dtype != expected[name].dtype:
+                raise ModelFileError(
+                    f"{where}: array {name} is {value.dtype} {value.shape}, its header needs "
+                    f"{expected[name].dtype} {expected[name].shape}"
+                )
+            if not np.isfinite(value).all():
+                raise ModelFileError(f"{where}: array {name} holds NaN or infinite values")
+            setattr(net, name, value)
+        net.dataset = header.get("dataset")
+        return net
+
+
+def _read_header(raw: np.ndarray | None, where: str) -> dict[str, Any]:
+    if raw is None or raw.shape != () or raw.dtype.kind != "U":
+        raise ModelFileError(f"{where}: no scratchcnn header (was it written by ConvNet.save?)")
+    try:
+        header = json.loads(str(raw))
+    except json.JSONDecodeError as error:
+        raise ModelFileError(f"{where}: header is not valid JSON ({error})") from None
+    if not isinstance(header, dict) or header.get("format") != FILE_FORMAT:
+        raise ModelFileError(f"{where}: not a {FILE_FORMAT} file")
+    if header.get("format_version") != FILE_FORMAT_VERSION:
+        raise ModelFileError(
+            f"{where}: file format version {header.get('format_version')} is not supported "
+            f"(this scratchcnn {__version__} reads version {FILE_FORMAT_VERSION})"
+        )
+    if not isinstance(header.get("config"), dict):
+        raise ModelFileError(f"{where}: header has no configuration")
+    return header
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def _dtype(value: Any) -> str:
+    try:
+        name = np.dtype(value).name
+    except TypeError:
+        name = repr(value)
+    return _choice("dtype", name, DTYPES)
+
+
+def _input_shape(value: Any) -> tuple[int, int]:
+    try:
+        H, W = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"input_shape must be (height, width), got {value!r}") from None
+    if H < 2 or W < 2:
+        raise ConfigError(f"input_shape must be at least (2, 2) so pooling leaves a pixel, got {value!r}")
+    return H, W
