@@ -4,4 +4,4 @@ from scratchcnn._version import __version__
 from scratchcnn.errors import ConfigError, DataError, ModelFileError, ScratchCNNError
 from scratchcnn.model import ConvNet
 
-__all__ = ["ConvNet", "ConfigError", "DataError", "ModelFileError", "ScratchCNNError", "__version__"]
+__all__ = ["ConfigError", "ConvNet", "DataError", "ModelFileError", "ScratchCNNError", "__version__"]

@@ -130,7 +130,7 @@ def search_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
     dirs = [Path(data_dir)] if data_dir else []
     if os.environ.get("SCRATCHCNN_DATA"):
         dirs.append(Path(os.environ["SCRATCHCNN_DATA"]))
-    return dirs + [CACHE_DIR.expanduser(), SYSTEM_DIR]
+    return [*dirs, CACHE_DIR.expanduser(), SYSTEM_DIR]
 
 
 def find_files(directory: Path) -> dict[str, Path]:

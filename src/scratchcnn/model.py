@@ -85,7 +85,8 @@ class ConvNet:
         return params
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{key}={value!r}" for key, value in self.config.items())
+        config = dict(self.config, input_shape=self.input_shape)
+        args = ", ".join(f"{key}={value!r}" for key, value in config.items())
         return f"ConvNet({args})"
 
     # ---- computing ---------------------------------------------------------------------------

@@ -22,8 +22,8 @@ from scratchcnn.errors import ConfigError
 from scratchcnn.model import CLASSES, ConvNet
 
 # Chosen by measurement on the shared MNIST (9 000 training records, 2 cores): see README, "Defaults".
-LEARNING_RATE = 0.01
-EPOCHS = 5
+LEARNING_RATE = 0.0005
+EPOCHS = 20
 BATCH_SIZE = 1
 VALIDATION_SIZE = 0.1
 

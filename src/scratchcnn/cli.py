@@ -1,0 +1,270 @@
+"""The command line: ``scratchcnn train`` and ``scratchcnn evaluate``.
+
+Bad input of any kind ends with one line on stderr and exit status 2; ``--json`` makes the last
+line of stdout a single JSON object for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from scratchcnn import __version__
+from scratchcnn.data import DATASETS, load_dataset
+from scratchcnn.errors import ScratchCNNError
+from scratchcnn.files import write_text_atomically
+from scratchcnn.layers import ACTIVATIONS, POOLS
+from scratchcnn.model import CLASSES, ConvNet
+from scratchcnn.train import (
+    BATCH_SIZE,
+    EPOCHS,
+    LEARNING_RATE,
+    VALIDATION_SIZE,
+    EpochRecord,
+    confusion_matrix,
+    evaluate,
+    fit,
+)
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+DESCRIPTION = """\
+A small convolutional network for handwritten digits, written from scratch in NumPy:
+3 filters of 3x3 -> pooling by decimation -> 10 dense outputs -> softmax, trained by SGD
+with gradients derived by hand.
+
+examples:
+  scratchcnn train --data-dir ../shared/data            # train the write-up's network on MNIST
+  scratchcnn train --epochs 20 --batch-size 32 --lr 0.02
+  scratchcnn evaluate runs/<timestamp>/model.npz         # accuracy and confusion matrix
+
+Data: DIR/<dataset>/ holding the four IDX files (train-images-idx3-ubyte.gz, ...),
+found via --data-dir DIR, $SCRATCHCNN_DATA, ~/.cache/scratchcnn or /usr/share/datasets.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ScratchCNNError as error:
+        print(f"scratchcnn: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as error:  # e.g. an output folder that cannot be written
+        where = f": {error.filename}" if error.filename else ""
+        print(f"scratchcnn: error: {error.strerror or error}{where}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("scratchcnn: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+# ---- argument types: each rejects bad values with a message argparse prints -----------------------
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def validation_size(text: str) -> float | int:
+    """A fraction in [0, 1) like 0.1, or a whole number of records like 1000."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction like 0.1 or a count like 1000, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1) or a count of records, got {text}")
+    if value < 1:
+        return value  # a fraction of the training records
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"a count of records must be a whole number, got {text}")
+    return int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scratchcnn", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"scratchcnn {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    add_train_command(commands)
+    add_evaluate_command(commands)
+    return parser
+
+
+def add_data_options(parser: argparse.ArgumentParser, dataset_default: str | None) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--dataset", choices=DATASETS, default=dataset_default,
+                       help=f"which dataset (default: {dataset_default or 'the one the model was trained on'})")
+    group.add_argument("--data-dir", metavar="DIR", type=Path,
+                       help="folder holding DIR/<dataset>/ with the four IDX files (also: $SCRATCHCNN_DATA)")
+
+
+def add_train_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "train", help="train a network by SGD, evaluate it on the test set, save it",
+        description="Train the network by stochastic gradient descent, report train/validation accuracy per "
+        "epoch, evaluate on the test set, and write model.npz, history.json and history.csv into --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_data_options(parser, "mnist")
+    sgd = parser.add_argument_group("stochastic gradient descent")
+    sgd.add_argument("--learning-rate", "--lr", type=positive_float, default=LEARNING_RATE, metavar="ETA",
+                     help="step size η in θ ← θ − η ∂L/∂θ")
+    sgd.add_argument("--epochs", type=positive_int, default=EPOCHS, help="number of epochs")
+    sgd.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE,
+                     help="records per update; 1 is the write-up's one-record-at-a-time SGD")
+    sgd.add_argument("--epoch-size", type=positive_int, metavar="N",
+                     help="records per epoch, drawn in turn from the shuffled training set (default: all of it)")
+    sgd.add_argument("--train-size", type=positive_int, metavar="N",
+                     help="use only the first N training records (default: all)")
+    sgd.add_argument("--validation-size", type=validation_size, default=VALIDATION_SIZE, metavar="SIZE",
+                     help="records held out of the training set for validation: a fraction like 0.1 or a "
+                     "count like 1000; 0 for none")
+    sgd.add_argument("--seed", type=int, default=0, help="random seed: same seed, same model, bit for bit")
+    net = parser.add_argument_group("network")
+    net.add_argument("--filters", type=positive_int, default=3, metavar="K", help="number of convolution filters")
+    net.add_argument("--kernel-size", type=positive_int, default=3, metavar="k", help="filter size k×k")
+    net.add_argument("--pool", choices=POOLS, default="decimate", help="2×2 pooling after the convolution")
+    net.add_argument("--activation", choices=ACTIVATIONS, default="none", help="applied after the convolution")
+    net.add_argument("--bias", action="store_true", help="add a bias b to the dense layer: A = W Z + b")
+    net.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="floating-point precision")
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: runs/<timestamp>)")
+    out.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+    parser.set_defaults(run=run_train)
+
+
+def add_evaluate_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "evaluate", help="test accuracy, per-class accuracy and confusion matrix of a saved model",
+        description="Evaluate a saved model on a dataset's test set.",
+    )
+    parser.add_argument("model", type=Path, metavar="MODEL", help="a model.npz written by scratchcnn train")
+    add_data_options(parser, None)
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+    parser.set_defaults(run=run_evaluate)
+
+
+# ---- commands --------------------------------------------------------------------------------------
+
+
+def run_train(args: argparse.Namespace) -> int:
+    data = load_dataset(args.dataset, args.data_dir)
+    net = ConvNet(
+        filters=args.filters, kernel_size=args.kernel_size, pool=args.pool, activation=args.activation,
+        bias=args.bias, input_shape=data.train_images.shape[1:], seed=args.seed, dtype=args.dtype,
+    )
+    net.dataset = data.name
+    out = args.out or default_run_dir()
+    say = (lambda *_: None) if args.json else tqdm.write
+    say(f"training {net} on {data.name} ({data.directory}); writing to {out}")
+    say(f"{'epoch':>5} {'train acc':>9} {'val acc':>8} {'train loss':>10} {'val loss':>8} {'seconds':>7}")
+    history = fit(
+        net, data.train_images, data.train_labels,
+        learning_rate=args.learning_rate, epochs=args.epochs, batch_size=args.batch_size,
+        epoch_size=args.epoch_size, train_size=args.train_size, validation_size=args.validation_size,
+        seed=args.seed, progress=not args.json and sys.stderr.isatty(), on_epoch=lambda e: say(epoch_line(e)),
+    )
+    if history.stopped:
+        print(f"scratchcnn: warning: {history.stopped}", file=sys.stderr)
+    test_accuracy, test_loss = evaluate(net, net.prepare(data.test_images), data.test_labels.astype(np.int64))
+    net.save(out / "model.npz")
+    summary = train_summary(args, history, test_accuracy, test_loss, out)
+    write_text_atomically(out / "history.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomically(out / "history.csv", history.to_csv())
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"test accuracy {test_accuracy:.4f} on {len(data.test_labels)} {data.name} test images")
+        print(f"wrote {out / 'model.npz'}, history.json, history.csv")
+    return 0
+
+
+def train_summary(args: argparse.Namespace, history: Any, test_accuracy: float, test_loss: float,
+                  out: Path) -> dict[str, Any]:
+    last: EpochRecord | None = history.epochs[-1] if history.epochs else None
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("run", "json")}
+    return {
+        "test_accuracy": test_accuracy, "test_loss": test_loss,
+        "validation_accuracy": last and last.validation_accuracy,
+        "train_accuracy": last and last.train_accuracy,
+        "epochs": len(history.epochs),
+        "seconds_per_epoch": float(np.mean([e.seconds for e in history.epochs])) if history.epochs else None,
+        "stopped": history.stopped,
+        "model": str(out / "model.npz"),
+        "options": options,
+        "history": [vars(e) for e in history.epochs],
+    }
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    net = ConvNet.load(args.model)
+    name = args.dataset or net.dataset or "mnist"
+    data = load_dataset(name, args.data_dir)
+    if data.test_images.shape[1:] != net.input_shape:
+        raise ScratchCNNError(
+            f"{args.model} takes {net.input_shape} images but {name} has {data.test_images.shape[1:]}"
+        )
+    y_true = data.test_labels.astype(np.int64)
+    y_pred = net.predict(data.test_images)
+    matrix = confusion_matrix(y_true, y_pred)
+    per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
+    result = {
+        "model": str(args.model), "dataset": name, "test_images": len(y_true),
+        "test_accuracy": float((y_true == y_pred).mean()),
+        "per_class_accuracy": [float(a) for a in per_class],
+        "confusion_matrix": matrix.tolist(),
+    }
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"test accuracy {result['test_accuracy']:.4f} on {len(y_true)} {name} test images")
+    print("per-class accuracy: " + "  ".join(f"{c}:{a:.3f}" for c, a in enumerate(per_class)))
+    print("confusion matrix (rows: true class, columns: predicted):")
+    print("      " + "".join(f"{c:>6}" for c in range(CLASSES)))
+    for c, row in enumerate(matrix):
+        print(f"{c:>6}" + "".join(f"{v:>6}" for v in row))
+    return 0
+
+
+def epoch_line(e: EpochRecord) -> str:
+    def fmt(value: float | None, width: int) -> str:
+        return f"{'-':>{width}}" if value is None else f"{value:>{width}.4f}"
+
+    return (f"{e.epoch:>5} {fmt(e.train_accuracy, 9)} {fmt(e.validation_accuracy, 8)} "
+            f"{fmt(e.train_loss, 10)} {fmt(e.validation_loss, 8)} {e.seconds:>7.2f}")
+
+
+def default_run_dir() -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path, n = Path("runs") / stamp, 1
+    while path.exists():
+        n += 1
+        path = Path("runs") / f"{stamp}-{n}"
+    return path

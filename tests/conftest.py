@@ -1,0 +1,48 @@
+"""Shared fixtures: where the real data lives, and small fake datasets built on the fly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scratchcnn.data import FILES, write_idx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """$SCRATCHCNN_DATA, else ../shared/data beside the project, if it holds MNIST."""
+    for candidate in (os.environ.get("SCRATCHCNN_DATA"), ROOT.parent / "shared" / "data"):
+        if candidate and (Path(candidate) / "mnist").is_dir():
+            return Path(candidate).resolve()
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real data directory. Skips without it on a user's machine; in CI its absence is a failure."""
+    found = shared_data_dir()
+    if found is None:
+        message = "real MNIST not found: set SCRATCHCNN_DATA or put the data in ../shared/data"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def make_fake_dataset(root: Path, name: str = "mnist", n_train: int = 40, n_test: int = 20,
+                      shape: tuple[int, int] = (28, 28), seed: int = 0, gz: bool = True) -> Path:
+    """Write a small random dataset as root/name/<four IDX files>; returns root."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train_images": rng.integers(0, 256, (n_train, *shape), dtype=np.uint8),
+        "train_labels": (np.arange(n_train) % 10).astype(np.uint8),
+        "test_images": rng.integers(0, 256, (n_test, *shape), dtype=np.uint8),
+        "test_labels": (np.arange(n_test) % 10).astype(np.uint8),
+    }
+    for role, stem in FILES.items():
+        write_idx(root / name / (stem + (".gz" if gz else "")), arrays[role])
+    return root
