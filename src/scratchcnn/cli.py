@@ -17,21 +17,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from scratchcnn import __version__
+from scratchcnn.checkpoint import CHECKPOINT_NAME
 from scratchcnn.data import DATASETS, load_dataset
-from scratchcnn.errors import ScratchCNNError
-from scratchcnn.files import write_text_atomically
+from scratchcnn.errors import ConfigError, ScratchCNNError
 from scratchcnn.layers import ACTIVATIONS, POOLS
 from scratchcnn.model import CLASSES, ConvNet
-from scratchcnn.train import (
-    BATCH_SIZE,
-    EPOCHS,
-    LEARNING_RATE,
-    VALIDATION_SIZE,
-    EpochRecord,
-    confusion_matrix,
-    evaluate,
-    fit,
-)
+from scratchcnn.runs import TRAIN_DEFAULTS, train_run
+from scratchcnn.train import BATCH_SIZE, EPOCHS, LEARNING_RATE, VALIDATION_SIZE, confusion_matrix
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -117,10 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_data_options(parser: argparse.ArgumentParser, dataset_default: str | None) -> None:
+def add_data_options(parser: argparse.ArgumentParser, dataset_default: str) -> None:
     group = parser.add_argument_group("data")
-    group.add_argument("--dataset", choices=DATASETS, default=dataset_default,
-                       help=f"which dataset (default: {dataset_default or 'the one the model was trained on'})")
+    group.add_argument("--dataset", choices=DATASETS, help=f"which dataset (default: {dataset_default})")
     group.add_argument("--data-dir", metavar="DIR", type=Path,
                        help="folder holding DIR/<dataset>/ with the four IDX files (also: $SCRATCHCNN_DATA)")
 
@@ -129,33 +120,36 @@ def add_train_command(commands: Any) -> None:
     parser = commands.add_parser(
         "train", help="train a network by SGD, evaluate it on the test set, save it",
         description="Train the network by stochastic gradient descent, report train/validation accuracy per "
-        "epoch, evaluate on the test set, and write model.npz, history.json and history.csv into --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "epoch, evaluate on the test set, and write model.npz, history.json and history.csv into --out. "
+        "A checkpoint is written after every epoch: after a crash or Ctrl-C, --resume DIR continues the run "
+        "exactly where it stopped.",
     )
     add_data_options(parser, "mnist")
     sgd = parser.add_argument_group("stochastic gradient descent")
-    sgd.add_argument("--learning-rate", "--lr", type=positive_float, default=LEARNING_RATE, metavar="ETA",
-                     help="step size η in θ ← θ − η ∂L/∂θ")
-    sgd.add_argument("--epochs", type=positive_int, default=EPOCHS, help="number of epochs")
-    sgd.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE,
-                     help="records per update; 1 is the write-up's one-record-at-a-time SGD")
+    sgd.add_argument("--learning-rate", "--lr", type=positive_float, metavar="ETA",
+                     help=f"step size η in θ ← θ − η ∂L/∂θ (default: {LEARNING_RATE})")
+    sgd.add_argument("--epochs", type=positive_int, metavar="N", help=f"number of epochs (default: {EPOCHS})")
+    sgd.add_argument("--batch-size", type=positive_int, metavar="N",
+                     help=f"records per update; 1 is the write-up's one-record-at-a-time SGD (default: {BATCH_SIZE})")
     sgd.add_argument("--epoch-size", type=positive_int, metavar="N",
                      help="records per epoch, drawn in turn from the shuffled training set (default: all of it)")
     sgd.add_argument("--train-size", type=positive_int, metavar="N",
                      help="use only the first N training records (default: all)")
-    sgd.add_argument("--validation-size", type=validation_size, default=VALIDATION_SIZE, metavar="SIZE",
+    sgd.add_argument("--validation-size", type=validation_size, metavar="SIZE",
                      help="records held out of the training set for validation: a fraction like 0.1 or a "
-                     "count like 1000; 0 for none")
-    sgd.add_argument("--seed", type=int, default=0, help="random seed: same seed, same model, bit for bit")
+                     f"count like 1000; 0 for none (default: {VALIDATION_SIZE})")
+    sgd.add_argument("--seed", type=int, help="random seed: same seed, same model, bit for bit (default: 0)")
     net = parser.add_argument_group("network")
-    net.add_argument("--filters", type=positive_int, default=3, metavar="K", help="number of convolution filters")
-    net.add_argument("--kernel-size", type=positive_int, default=3, metavar="k", help="filter size k×k")
-    net.add_argument("--pool", choices=POOLS, default="decimate", help="2×2 pooling after the convolution")
-    net.add_argument("--activation", choices=ACTIVATIONS, default="none", help="applied after the convolution")
-    net.add_argument("--bias", action="store_true", help="add a bias b to the dense layer: A = W Z + b")
-    net.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="floating-point precision")
+    net.add_argument("--filters", type=positive_int, metavar="K", help="number of convolution filters (default: 3)")
+    net.add_argument("--kernel-size", type=positive_int, metavar="k", help="filter size k×k (default: 3)")
+    net.add_argument("--pool", choices=POOLS, help="2×2 pooling after the convolution (default: decimate)")
+    net.add_argument("--activation", choices=ACTIVATIONS, help="applied after the convolution (default: none)")
+    net.add_argument("--bias", action="store_true", default=None, help="add a bias b to the dense layer: A = W Z + b")
+    net.add_argument("--dtype", choices=("float32", "float64"), help="floating-point precision (default: float32)")
     out = parser.add_argument_group("output")
     out.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: runs/<timestamp>)")
+    out.add_argument("--resume", type=Path, metavar="DIR",
+                     help="continue the run in DIR from its checkpoint, with its saved options")
     out.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
     parser.set_defaults(run=run_train)
 
@@ -166,7 +160,7 @@ def add_evaluate_command(commands: Any) -> None:
         description="Evaluate a saved model on a dataset's test set.",
     )
     parser.add_argument("model", type=Path, metavar="MODEL", help="a model.npz written by scratchcnn train")
-    add_data_options(parser, None)
+    add_data_options(parser, "the one the model was trained on")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
     parser.set_defaults(run=run_evaluate)
 
@@ -175,52 +169,30 @@ def add_evaluate_command(commands: Any) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    data = load_dataset(args.dataset, args.data_dir)
-    net = ConvNet(
-        filters=args.filters, kernel_size=args.kernel_size, pool=args.pool, activation=args.activation,
-        bias=args.bias, input_shape=data.train_images.shape[1:], seed=args.seed, dtype=args.dtype,
-    )
-    net.dataset = data.name
-    out = args.out or default_run_dir()
-    say = (lambda *_: None) if args.json else tqdm.write
-    say(f"training {net} on {data.name} ({data.directory}); writing to {out}")
-    say(f"{'epoch':>5} {'train acc':>9} {'val acc':>8} {'train loss':>10} {'val loss':>8} {'seconds':>7}")
-    history = fit(
-        net, data.train_images, data.train_labels,
-        learning_rate=args.learning_rate, epochs=args.epochs, batch_size=args.batch_size,
-        epoch_size=args.epoch_size, train_size=args.train_size, validation_size=args.validation_size,
-        seed=args.seed, progress=not args.json and sys.stderr.isatty(), on_epoch=lambda e: say(epoch_line(e)),
-    )
-    if history.stopped:
-        print(f"scratchcnn: warning: {history.stopped}", file=sys.stderr)
-    test_accuracy, test_loss = evaluate(net, net.prepare(data.test_images), data.test_labels.astype(np.int64))
-    net.save(out / "model.npz")
-    summary = train_summary(args, history, test_accuracy, test_loss, out)
-    write_text_atomically(out / "history.json", json.dumps(summary, indent=2) + "\n")
-    write_text_atomically(out / "history.csv", history.to_csv())
+    given = {key: getattr(args, key) for key in TRAIN_DEFAULTS if getattr(args, key) is not None}
+    if args.resume and args.out and args.out.resolve() != args.resume.resolve():
+        raise ConfigError("--resume DIR writes into DIR: drop --out or give the same folder")
+    out = args.resume or args.out or default_run_dir()
+    say = (lambda _: None) if args.json else tqdm.write
+    try:
+        summary = train_run(given, out, data_dir=args.data_dir, resume=args.resume is not None,
+                            progress=not args.json and sys.stderr.isatty(), say=say)
+    except KeyboardInterrupt:
+        if (out / CHECKPOINT_NAME).exists():
+            print(f"scratchcnn: interrupted; the last finished epoch is saved in {out / CHECKPOINT_NAME}. "
+                  f"Continue with: scratchcnn train --resume {out}", file=sys.stderr)
+        else:
+            print("scratchcnn: interrupted before the first epoch ended; nothing saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if summary["stopped"]:
+        print(f"scratchcnn: warning: {summary['stopped']}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"test accuracy {test_accuracy:.4f} on {len(data.test_labels)} {data.name} test images")
+        data_name = summary["options"]["dataset"]
+        print(f"test accuracy {summary['test_accuracy']:.4f} on the {data_name} test set")
         print(f"wrote {out / 'model.npz'}, history.json, history.csv")
     return 0
-
-
-def train_summary(args: argparse.Namespace, history: Any, test_accuracy: float, test_loss: float,
-                  out: Path) -> dict[str, Any]:
-    last: EpochRecord | None = history.epochs[-1] if history.epochs else None
-    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("run", "json")}
-    return {
-        "test_accuracy": test_accuracy, "test_loss": test_loss,
-        "validation_accuracy": last and last.validation_accuracy,
-        "train_accuracy": last and last.train_accuracy,
-        "epochs": len(history.epochs),
-        "seconds_per_epoch": float(np.mean([e.seconds for e in history.epochs])) if history.epochs else None,
-        "stopped": history.stopped,
-        "model": str(out / "model.npz"),
-        "options": options,
-        "history": [vars(e) for e in history.epochs],
-    }
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -251,14 +223,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for c, row in enumerate(matrix):
         print(f"{c:>6}" + "".join(f"{v:>6}" for v in row))
     return 0
-
-
-def epoch_line(e: EpochRecord) -> str:
-    def fmt(value: float | None, width: int) -> str:
-        return f"{'-':>{width}}" if value is None else f"{value:>{width}.4f}"
-
-    return (f"{e.epoch:>5} {fmt(e.train_accuracy, 9)} {fmt(e.validation_accuracy, 8)} "
-            f"{fmt(e.train_loss, 10)} {fmt(e.validation_loss, 8)} {e.seconds:>7.2f}")
 
 
 def default_run_dir() -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -199,17 +198,15 @@ class ConvNet:
     @classmethod
     def load(cls, path: str | os.PathLike) -> ConvNet:
         """Read a file written by ``save``; refuse one whose arrays disagree with its header."""
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
-        except FileNotFoundError:
-            raise ModelFileError(f"{path}: no such model file") from None
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-            raise ModelFileError(f"{path}: not a scratchcnn model file ({_first_line(error)})") from None
-        return cls._from_arrays(arrays, str(path))
+        return cls.from_arrays(read_npz(path, "model"), str(path))
 
     @classmethod
-    def _from_arrays(cls, arrays: dict[str, np.ndarray], where: str) -> ConvNet:
+    def from_arrays(cls, arrays: dict[str, np.ndarray], where: str) -> ConvNet:
+        """Rebuild a network from a saved header (JSON in arrays["header"]) and parameter arrays.
+
+        Raises ModelFileError, naming ``where``, for anything that disagrees with the header.
+        """
+        arrays = dict(arrays)
         header = _read_header(arrays.pop("header", None), where)
         try:
             net = cls(**header["config"], seed=0)
@@ -226,9 +223,29 @@ class ConvNet:
                 )
             if not np.isfinite(value).all():
                 raise ModelFileError(f"{where}: array {name} holds NaN or infinite values")
-            setattr(net, name, value)
+            setattr(net, name, value.copy())
         net.dataset = header.get("dataset")
         return net
+
+
+def read_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
+    """All arrays of an .npz file, never unpickling anything; ModelFileError if it is not one."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive")
+        with loaded as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such {what} file") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: is a directory, not a {what} file") from None
+    except Exception as error:  # any failure to parse means the file is not ours: say so in one line
+        raise ModelFileError(f"{path}: not a scratchcnn {what} file ({_first_line(error)})") from None
+    not_arrays = [name for name, value in arrays.items() if not isinstance(value, np.ndarray)]
+    if not_arrays:  # np.load hands back raw bytes for a zip member that is not an .npy
+        raise ModelFileError(f"{path}: member {not_arrays[0]!r} is not a NumPy array")
+    return arrays
 
 
 def _read_header(raw: np.ndarray | None, where: str) -> dict[str, Any]:
@@ -276,10 +293,10 @@ def _dtype(value: Any) -> str:
 
 
 def _input_shape(value: Any) -> tuple[int, int]:
-    try:
-        H, W = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"input_shape must be (height, width), got {value!r}") from None
+    ok = isinstance(value, (tuple, list)) and len(value) == 2
+    if not ok or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in value):
+        raise ConfigError(f"input_shape must be (height, width), two whole numbers, got {value!r}")
+    H, W = (int(v) for v in value)
     if H < 2 or W < 2:
         raise ConfigError(f"input_shape must be at least (2, 2) so pooling leaves a pixel, got {value!r}")
     return H, W

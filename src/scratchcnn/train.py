@@ -91,6 +91,18 @@ def split_sizes(n: int, train_size: int | None, validation_size: float | int) ->
     return n, held_out
 
 
+@dataclass
+class TrainState:
+    """Where a run stands after an epoch: everything needed to continue it exactly (a checkpoint)."""
+
+    epoch: int  # epochs completed
+    step: int  # SGD updates made
+    rng_state: dict[str, Any]  # the record stream's random generator (numpy bit_generator.state)
+    order: np.ndarray  # the shuffled record order of the current pass over the training set
+    position: int  # how far into ``order`` the stream has got
+    history: History
+
+
 class RecordStream:
     """Training records in shuffled order, epoch after epoch; reshuffled each time all have been seen.
 
@@ -98,10 +110,10 @@ class RecordStream:
     the training set still cover it evenly.
     """
 
-    def __init__(self, n: int, rng: np.random.Generator) -> None:
+    def __init__(self, n: int, rng: np.random.Generator, order: np.ndarray | None = None, position: int = 0) -> None:
         self.n, self.rng = n, rng
-        self.order = rng.permutation(n)
-        self.position = 0
+        self.order = rng.permutation(n) if order is None else order  # a checkpoint passes its own
+        self.position = position
 
     def take(self, count: int) -> np.ndarray:
         parts = []
@@ -129,12 +141,16 @@ def fit(
     seed: int = 0,
     progress: bool = False,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    save_state: Callable[[TrainState], None] | None = None,
+    resume: TrainState | None = None,
 ) -> History:
     """Train net in place by SGD on images: (N, H, W) and labels: (N,). Returns the History.
 
     The first ``train_size`` records are used; ``validation_size`` of them (a fraction < 1, or a
     count) are held out at random. Each epoch trains on ``epoch_size`` records (default: all the
     rest) in batches of ``batch_size``. The same seed gives the same history and parameters.
+    After each epoch ``on_epoch`` gets its record and ``save_state`` the TrainState; passing such a
+    state back as ``resume`` (with the same data, options and parameters) continues the run exactly.
     A NaN or infinite loss stops training and restores the parameters of the last good epoch.
     """
     for name, value in (("learning_rate", learning_rate), ("epochs", epochs), ("batch_size", batch_size)):
@@ -150,12 +166,20 @@ def fit(
     epoch_size = len(X_train) if epoch_size is None else epoch_size
     if epoch_size < 1:
         raise ConfigError(f"epoch_size must be at least 1, got {epoch_size}")
-    stream = RecordStream(len(X_train), rng)
-    history = History()
+    if resume is None:
+        stream, history, step = RecordStream(len(X_train), rng), History(), 0
+    else:
+        if len(resume.order) != len(X_train):
+            raise ConfigError(f"the saved state is for {len(resume.order)} training records, not {len(X_train)}")
+        rng.bit_generator.state = resume.rng_state
+        stream = RecordStream(len(X_train), rng, resume.order.copy(), resume.position)
+        history, step = History(list(resume.history.epochs), resume.history.stopped), resume.step
+    first_epoch = len(history.epochs) + 1
     params = net.parameters()
-    bar = tqdm(total=epochs * epoch_size, unit="img", disable=not progress, leave=False, dynamic_ncols=True)
+    bar = tqdm(total=max(epochs - first_epoch + 1, 0) * epoch_size, unit="img", disable=not progress,
+               leave=False, dynamic_ncols=True)
     with bar:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(first_epoch, epochs + 1):
             last_good = {name: p.copy() for name, p in params.items()}
             start = time.perf_counter()
             order = stream.take(epoch_size)
@@ -166,6 +190,7 @@ def fit(
                     break
                 for name, p in params.items():
                     p -= learning_rate * grads[name]  # θ ← θ − η ∂L/∂θ
+                step += 1
                 bar.update(len(batch))
             seconds = time.perf_counter() - start
             if not math.isfinite(L) or not all(np.isfinite(p).all() for p in params.values()):
@@ -184,6 +209,8 @@ def fit(
             bar.set_postfix(epoch=epoch, train=f"{record.train_accuracy:.3f}", val=_fmt(record.validation_accuracy))
             if on_epoch:
                 on_epoch(record)
+            if save_state:
+                save_state(TrainState(epoch, step, rng.bit_generator.state, stream.order, stream.position, history))
     return history
 
 

@@ -1,0 +1,81 @@
+"""Checkpoints: a training run saved after each epoch, so that a crash loses at most one epoch.
+
+A checkpoint is one .npz written atomically: the parameters (f, W, b), the record order of the
+current pass, and a JSON header holding the model's own header, the training options, the epoch,
+the number of SGD steps, the random generator's state and the history so far. Resuming from it
+reproduces the uninterrupted run bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scratchcnn.errors import ModelFileError
+from scratchcnn.files import write_atomically
+from scratchcnn.model import ConvNet, read_npz
+from scratchcnn.train import EpochRecord, History, TrainState
+
+CHECKPOINT_FORMAT = "scratchcnn.Checkpoint"
+CHECKPOINT_VERSION = 1
+CHECKPOINT_NAME = "checkpoint.npz"
+
+
+def save_checkpoint(path: str | os.PathLike, net: ConvNet, state: TrainState, options: dict[str, Any]) -> Path:
+    """Write net, state and the run's options (JSON-able) to ``path`` atomically."""
+    header = {
+        "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
+        "model": net.header(), "options": options,
+        "epoch": state.epoch, "step": state.step, "position": state.position,
+        "rng_state": state.rng_state,
+        "history": {"epochs": [asdict(e) for e in state.history.epochs], "stopped": state.history.stopped},
+    }
+    arrays = dict(net.parameters(), order=state.order, header=np.array(json.dumps(header)))
+    return write_atomically(Path(path), lambda fh: np.savez(fh, **arrays))
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[ConvNet, TrainState, dict[str, Any]]:
+    """Read a checkpoint: (network, training state, options). ModelFileError for anything amiss."""
+    where = str(path)
+    arrays = read_npz(path, "checkpoint")
+    header = _checkpoint_header(arrays.pop("header", None), where)
+    order = arrays.pop("order", None)
+    arrays["header"] = np.array(json.dumps(header["model"]))
+    net = ConvNet.from_arrays(arrays, where)
+    try:
+        history = History([EpochRecord(**e) for e in header["history"]["epochs"]], header["history"]["stopped"])
+        state = TrainState(
+            int(header["epoch"]), int(header["step"]), header["rng_state"], order, int(header["position"]), history,
+        )
+        np.random.default_rng().bit_generator.state = state.rng_state  # refuses a malformed state
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(f"{where}: damaged training state in header ({error})") from None
+    if order is None or order.ndim != 1 or order.dtype.kind not in "iu":
+        raise ModelFileError(f"{where}: no valid record order")
+    if not np.array_equal(np.sort(order), np.arange(len(order))) or not 0 <= state.position <= len(order):
+        raise ModelFileError(f"{where}: record order is not a permutation of the training records")
+    if state.epoch != len(history.epochs):
+        raise ModelFileError(f"{where}: epoch {state.epoch} disagrees with its {len(history.epochs)}-epoch history")
+    return net, state, header["options"]
+
+
+def _checkpoint_header(raw: np.ndarray | None, where: str) -> dict[str, Any]:
+    if raw is None or raw.shape != () or raw.dtype.kind != "U":
+        raise ModelFileError(f"{where}: no checkpoint header")
+    try:
+        header = json.loads(str(raw))
+    except json.JSONDecodeError as error:
+        raise ModelFileError(f"{where}: checkpoint header is not valid JSON ({error})") from None
+    if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
+        raise ModelFileError(f"{where}: not a scratchcnn checkpoint")
+    if header.get("format_version") != CHECKPOINT_VERSION:
+        raise ModelFileError(f"{where}: checkpoint format version {header.get('format_version')} is not supported")
+    for key in ("model", "options", "history", "rng_state"):
+        if not isinstance(header.get(key), dict):
+            raise ModelFileError(f"{where}: checkpoint header has no {key}")
+    return header
