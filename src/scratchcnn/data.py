@@ -58,7 +58,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, not an IDX file") from None
     except (gzip.BadGzipFile, zlib.error, EOFError) as error:
-        raise DataError(f"{path}: corrupt or truncated gzip data ({error or type(error).__name__})") from None
+        raise DataError(f"{path}: corrupt or truncated gzip data ({str(error) or type(error).__name__})") from None
     except OSError as error:
         raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
 
@@ -86,12 +86,27 @@ def _read_idx_stream(fh: BinaryIO, path: Path, size_bound: int, exact: bool) -> 
             f"{path}: header declares shape {shape} ({expected} bytes of data) but the file {what} "
             f"{max(size_bound - header_bytes, 0)} bytes: truncated or corrupt"
         )
-    data = fh.read(expected)
+    data = _read_up_to(fh, expected)
     if len(data) < expected:
         raise DataError(f"{path}: truncated: {len(data)} of the {expected} data bytes its header declares")
     if fh.read(1):
         raise DataError(f"{path}: more data than its header shape {shape} declares")
-    return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+    try:
+        return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+    except ValueError:  # e.g. a shape with a 0 whose other sizes overflow NumPy's index range
+        raise DataError(f"{path}: header shape {shape} cannot be represented as an array") from None
+
+
+def _read_up_to(fh: BinaryIO, count: int, chunk: int = 1 << 24) -> bytes:
+    """Read at most count bytes in chunks, so memory grows with the data actually there, not the claim."""
+    parts, total = [], 0
+    while total < count:
+        part = fh.read(min(chunk, count - total))
+        if not part:
+            break
+        parts.append(part)
+        total += len(part)
+    return b"".join(parts)
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:
@@ -100,9 +115,9 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:
     codes = {np.dtype(t).newbyteorder("="): code for code, t in IDX_TYPES.items()}
     code = codes.get(array.dtype.newbyteorder("="))
     if code is None:
-        raise DataError(f"IDX cannot store dtype {array.dtype}; use one of {sorted(map(str, codes))}")
+        raise DataError(f"{path}: IDX cannot store dtype {array.dtype}; use one of {sorted(map(str, codes))}")
     if not 1 <= array.ndim <= 255 or max(array.shape) >= 2**32:
-        raise DataError(f"IDX cannot store shape {array.shape}")
+        raise DataError(f"{path}: IDX cannot store shape {array.shape}")
     body = struct.pack(f">BBBB{array.ndim}I", 0, 0, code, array.ndim, *array.shape)
     body += np.ascontiguousarray(array, dtype=IDX_TYPES[code]).tobytes()
     if str(path).endswith(".gz"):

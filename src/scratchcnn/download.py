@@ -1,0 +1,292 @@
+"""Downloading MNIST and Fashion-MNIST from public mirrors, checked against the published checksums.
+
+Each file is streamed into a temporary file beside its final name, hashed on the way, and renamed
+into place only once its size and digests match: the final name only ever holds verified bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from scratchcnn.errors import DataError
+
+DEFAULT_DIR = Path("~/.cache/scratchcnn")
+MIRROR_ENV = "SCRATCHCNN_MIRROR"
+CHUNK = 64 * 1024
+
+
+class DownloadError(DataError):
+    """A dataset file could not be fetched, or what was fetched does not match its checksums."""
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One published file: its name, size in bytes and digests (None where not published)."""
+
+    name: str
+    size: int | None
+    md5: str | None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """A file in place: its SHA-256, whether digests were checked, and "cache" or the URL it came from."""
+
+    path: Path
+    sha256: str
+    verified: bool
+    source: str
+
+
+# MNIST: MD5s and sizes as published by yann.lecun.com (and in torchvision's MNIST.resources).
+# SHA-256 of t10k-images, t10k-labels and train-labels computed here from the genuine files in
+# ../shared/data (whose size and MD5 equal the published ones); all four SHA-256 and sizes agree with
+# tensorflow/datasets, tensorflow_datasets/url_checksums/mnist.txt, the only source for train-images'.
+# Fashion-MNIST: MD5s from zalandoresearch/fashion-mnist README.md ("Get the Data"), which gives sizes
+# only roughly ("26 MBytes"); exact sizes and SHA-256 from tensorflow_datasets/url_checksums/
+# fashion_mnist.txt. Not checked locally: ../shared/data/fashion-mnist is Debian's re-gzipped copy.
+TABLE: dict[str, tuple[FileEntry, ...]] = {
+    "mnist": (
+        FileEntry("train-images-idx3-ubyte.gz", 9912422, "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                  "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+        FileEntry("train-labels-idx1-ubyte.gz", 28881, "d53e105ee54ea40749a09fcbcd1e9432",
+                  "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+        FileEntry("t10k-images-idx3-ubyte.gz", 1648877, "9fb629c4189551a2d022fa330f9573f3",
+                  "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+        FileEntry("t10k-labels-idx1-ubyte.gz", 4542, "ec29112dd5afa0611ce80d1b7f02629c",
+                  "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+    ),
+    "fashion-mnist": (
+        FileEntry("train-images-idx3-ubyte.gz", 26421880, "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                  "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
+        FileEntry("train-labels-idx1-ubyte.gz", 29515, "25c81989df183df01b3e8a0aad5dffbe",
+                  "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
+        FileEntry("t10k-images-idx3-ubyte.gz", 4422102, "bef4ecab320f06d8554ea6380940ec79",
+                  "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
+        FileEntry("t10k-labels-idx1-ubyte.gz", 5148, "bb300cfdad3c16e7a12a480ee83cd310",
+                  "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
+    ),
+}
+
+# Tried in this order after the user's mirrors. yann.lecun.com last: it has refused downloads at times.
+MIRRORS: dict[str, tuple[str, ...]] = {
+    "mnist": (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
+    ),
+    "fashion-mnist": (
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    ),
+}
+
+
+class _AttemptError(Exception):
+    """One attempt at one URL failed. ``answered``: a server replied; ``retry``: worth trying again."""
+
+    def __init__(self, reason: str, *, answered: bool, retry: bool = False) -> None:
+        super().__init__(reason)
+        self.reason, self.answered, self.retry = reason, answered, retry
+
+
+def _hash_file(path: Path) -> tuple[int, str, str]:
+    """Size, SHA-256 and MD5 of a file, read in chunks."""
+    sha256, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            sha256.update(chunk)
+            md5.update(chunk)
+            size += len(chunk)
+    return size, sha256.hexdigest(), md5.hexdigest()
+
+
+def _mismatches(entry: FileEntry, size: int, sha256: str, md5: str) -> list[str]:
+    """What disagrees with the table, each as "what is X, expected Y"; empty when all agree."""
+    found = []
+    if entry.size is not None and size != entry.size:
+        found.append(f"size is {size} bytes, expected {entry.size}")
+    if entry.sha256 is not None and sha256 != entry.sha256.lower():
+        found.append(f"SHA-256 is {sha256}, expected {entry.sha256.lower()}")
+    if entry.md5 is not None and md5 != entry.md5.lower():
+        found.append(f"MD5 is {md5}, expected {entry.md5.lower()}")
+    return found
+
+
+def verify_file(path: str | os.PathLike, entry: FileEntry) -> tuple[bool, str, str]:
+    """(ok, sha256, md5) of the file at path; ok when its size and every known digest match ``entry``."""
+    size, sha256, md5 = _hash_file(Path(path))
+    return not _mismatches(entry, size, sha256, md5), sha256, md5
+
+
+def mirror_list(name: str, mirrors: Iterable[str] | None = None) -> list[str]:
+    """Base URLs to try for a dataset: ``mirrors``, then $SCRATCHCNN_MIRROR, then the built-in ones.
+
+    $SCRATCHCNN_MIRROR holds URLs separated by whitespace or commas. "{name}" in a URL is replaced by
+    the dataset's name, so one setting can serve both datasets. Each URL ends in "/"; repeats are dropped.
+    Raises DownloadError for a user's mirror that is not an http(s), ftp or file URL.
+    """
+    user = [*(mirrors or ()), *re.split(r"[\s,]+", os.environ.get(MIRROR_ENV, "").strip())]
+    result: list[str] = []
+    for url in [*user, *MIRRORS.get(name, ())]:
+        url = url.strip().replace("{name}", name)
+        url = url if not url or url.endswith("/") else url + "/"
+        if url and urllib.parse.urlsplit(url).scheme not in ("http", "https", "ftp", "file"):
+            raise DownloadError(f"mirror {url!r} is not a URL: give a base like https://host/path/")
+        if url and url not in result:
+            result.append(url)
+    return result
+
+
+def _progress_bar(total: int | None, name: str):
+    """A byte-counting tqdm bar on stderr, imported only when wanted (the CLI asks only on a terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=name, unit="B", unit_scale=True, unit_divisor=1024, leave=False)
+
+
+def _fetch(url: str, entry: FileEntry, dest: Path, timeout: float, progress: bool) -> str:
+    """Stream url into a temporary file beside dest, verify it, rename it to dest; return its SHA-256.
+
+    Raises _AttemptError for anything the network or the server did; OSError only for local faults.
+    """
+    try:
+        response = urllib.request.urlopen(url, timeout=timeout)
+    except urllib.error.HTTPError as error:
+        error.close()
+        raise _AttemptError(f"HTTP {error.code} {error.reason}", answered=True, retry=error.code >= 500) from None
+    except ValueError as error:  # a malformed URL: a mistake, not a network outage
+        raise _AttemptError(f"{error}", answered=True) from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+        # Nothing answered (refused, unresolvable, timed out before any reply): worth one more try.
+        reason = getattr(error, "reason", None) or error or type(error).__name__
+        raise _AttemptError(f"{reason}", answered=False, retry=True) from None
+    with response:
+        declared = response.headers.get("Content-Length", "")
+        declared = int(declared) if declared.isdigit() else None
+        sha256, md5, count = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+        fd, tmp = tempfile.mkstemp(prefix=f".{entry.name}.", suffix=".part", dir=dest.parent)
+        bar = None
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                if progress:
+                    bar = _progress_bar(entry.size or declared, entry.name)
+                while True:
+                    try:
+                        chunk = response.read(CHUNK)
+                    except (OSError, http.client.HTTPException) as error:
+                        reason = f"connection lost after {count} bytes ({error or type(error).__name__})"
+                        raise _AttemptError(reason, answered=True, retry=True) from None
+                    if not chunk:
+                        break
+                    count += len(chunk)
+                    if entry.size is not None and count > entry.size:  # stop early: it cannot be the file
+                        raise _AttemptError(f"more than the expected {entry.size} bytes", answered=True)
+                    sha256.update(chunk)
+                    md5.update(chunk)
+                    fh.write(chunk)
+                    if bar is not None:
+                        bar.update(len(chunk))
+                fh.flush()
+                os.fsync(fh.fileno())  # the bytes are on disk before the rename makes them visible
+            if declared is not None and count != declared:
+                raise _AttemptError(f"transfer cut short: {count} of {declared} bytes", answered=True, retry=True)
+            wrong = _mismatches(entry, count, sha256.hexdigest(), md5.hexdigest())
+            if wrong:
+                raise _AttemptError("; ".join(wrong), answered=True)
+            os.replace(tmp, dest)
+        finally:  # any failure, KeyboardInterrupt included, leaves no partial file behind
+            if bar is not None:
+                bar.close()
+            Path(tmp).unlink(missing_ok=True)
+    return sha256.hexdigest()
+
+
+def _count_word(n: int) -> str:
+    return {1: "one", 2: "two", 3: "three", 4: "four"}.get(n, str(n))
+
+
+def _download_file(entry: FileEntry, directory: Path, mirrors: Sequence[str], *, progress: bool,
+                   timeout: float, retries: int) -> tuple[FileResult | None, list[str], bool]:
+    """Fetch one file, trying mirrors in order. Returns (result or None, reasons, whether anything answered)."""
+    dest, reasons, answered = directory / entry.name, [], False
+    verified = entry.md5 is not None or entry.sha256 is not None
+    for base in mirrors:
+        url = base + entry.name
+        for _attempt in range(1 + max(retries, 0)):
+            try:
+                sha256 = _fetch(url, entry, dest, timeout, progress)
+                return FileResult(dest, sha256, verified, url), reasons, True
+            except _AttemptError as failure:
+                answered = answered or failure.answered
+                reason = failure.reason
+                if not failure.retry:
+                    break
+        reasons.append(f"{url}: {reason}")
+    return None, reasons, answered
+
+
+def download_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
+                     mirrors: Iterable[str] | None = None, progress: bool = False, timeout: float = 30.0,
+                     retries: int = 1, table: Mapping[str, Sequence[FileEntry]] | None = None) -> list[FileResult]:
+    """Make sure (data_dir or ~/.cache/scratchcnn)/<name>/ holds the dataset's verified files.
+
+    A file already there is kept if it verifies ("cache"); otherwise it is downloaded from the first
+    mirror that delivers the right bytes (see mirror_list) and only then replaces the old one. A file
+    there that fails verification is left alone when no mirror delivers. name "all": every dataset.
+    ``table`` replaces the built-in checksum table. Raises DownloadError with one line to act on.
+    """
+    table = TABLE if table is None else table
+    if name == "all":
+        return [result for each in table for result in download_dataset(
+            each, data_dir, mirrors=mirrors, progress=progress, timeout=timeout, retries=retries, table=table)]
+    if name not in table:
+        raise DownloadError(f"unknown dataset {name!r}; choose one of {', '.join([*table, 'all'])}")
+    entries = table[name]
+    directory = Path(data_dir or DEFAULT_DIR).expanduser() / name
+    urls = mirror_list(name, mirrors)
+    results, failures = [], []
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for entry in entries:
+            path = directory / entry.name
+            if path.is_file():
+                ok, sha256, _md5 = verify_file(path, entry)
+                if ok:
+                    results.append(FileResult(path, sha256, entry.md5 is not None or entry.sha256 is not None,
+                                              "cache"))
+                    continue
+            if not urls:
+                raise DownloadError(f"{entry.name}: no mirror to download from; set {MIRROR_ENV} or put the "
+                                    f"files in {directory}")
+            result, reasons, answered = _download_file(entry, directory, urls, progress=progress,
+                                                       timeout=timeout, retries=retries)
+            if result is not None:
+                results.append(result)
+            elif not answered:  # nothing answered: the other files would only time out the same way
+                raise DownloadError(
+                    f"no network: put the {_count_word(len(entries))} files in {directory} or pass --data-dir "
+                    f"(last error: {reasons[-1]})")
+            else:
+                failures.append(f"{entry.name}: " + " | ".join(reasons))
+    except OSError as error:  # local trouble: permissions, a full disk
+        raise DownloadError(f"cannot write into {directory}: {error.strerror or error}") from None
+    if failures:
+        raise DownloadError(f"download of {name} into {directory} failed: " + "; ".join(failures))
+    return results
+
+
+def download_all(data_dir: str | os.PathLike | None = None, **options) -> list[FileResult]:
+    """download_dataset for every dataset in the table (keyword options as there)."""
+    return download_dataset("all", data_dir, **options)
