@@ -11,6 +11,8 @@ import pytest
 from scratchcnn.data import FILES, write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
+# Tests never download: this reaches the CLI subprocesses too. Download tests serve files on 127.0.0.1.
+os.environ["SCRATCHCNN_OFFLINE"] = "1"
 
 
 def shared_data_dir() -> Path | None:
@@ -46,3 +48,12 @@ def make_fake_dataset(root: Path, name: str = "mnist", n_train: int = 40, n_test
     for role, stem in FILES.items():
         write_idx(root / name / (stem + (".gz" if gz else "")), arrays[role])
     return root
+
+
+@pytest.fixture(autouse=True)
+def no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach a real mirror: the built-in ones are emptied (tests serve their own on 127.0.0.1)."""
+    from scratchcnn import download
+
+    monkeypatch.setattr(download, "MIRRORS", {name: () for name in download.MIRRORS})
+    monkeypatch.delenv(download.MIRROR_ENV, raising=False)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from scratchcnn import __version__
 from scratchcnn.checkpoint import CHECKPOINT_NAME
 from scratchcnn.data import DATASETS, load_dataset
+from scratchcnn.download import download_dataset
 from scratchcnn.errors import ConfigError, ScratchCNNError
 from scratchcnn.layers import ACTIVATIONS, POOLS
 from scratchcnn.model import CLASSES, ConvNet
@@ -73,6 +74,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def natural_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -106,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     add_train_command(commands)
     add_evaluate_command(commands)
+    add_download_command(commands)
     return parser
 
 
@@ -114,6 +126,8 @@ def add_data_options(parser: argparse.ArgumentParser, dataset_default: str) -> N
     group.add_argument("--dataset", choices=DATASETS, help=f"which dataset (default: {dataset_default})")
     group.add_argument("--data-dir", metavar="DIR", type=Path,
                        help="folder holding DIR/<dataset>/ with the four IDX files (also: $SCRATCHCNN_DATA)")
+    group.add_argument("--no-download", dest="download", action="store_false",
+                       help="never download: fail if the dataset is not on disk")
 
 
 def add_train_command(commands: Any) -> None:
@@ -138,7 +152,7 @@ def add_train_command(commands: Any) -> None:
     sgd.add_argument("--validation-size", type=validation_size, metavar="SIZE",
                      help="records held out of the training set for validation: a fraction like 0.1 or a "
                      f"count like 1000; 0 for none (default: {VALIDATION_SIZE})")
-    sgd.add_argument("--seed", type=int, help="random seed: same seed, same model, bit for bit (default: 0)")
+    sgd.add_argument("--seed", type=natural_int, help="random seed: same seed, same model, bit for bit (default: 0)")
     net = parser.add_argument_group("network")
     net.add_argument("--filters", type=positive_int, metavar="K", help="number of convolution filters (default: 3)")
     net.add_argument("--kernel-size", type=positive_int, metavar="k", help="filter size k×k (default: 3)")
@@ -165,6 +179,23 @@ def add_evaluate_command(commands: Any) -> None:
     parser.set_defaults(run=run_evaluate)
 
 
+def add_download_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "download", help="download and verify MNIST / Fashion-MNIST",
+        description="Download a dataset's four files from the first mirror that delivers them, verify each "
+        "against its published size and digests, and put them in DIR/<dataset>/ (default DIR: "
+        "~/.cache/scratchcnn). Files already there and verified are kept. Offline? Copy the four files "
+        "into DIR/<dataset>/ yourself and pass --data-dir DIR or set SCRATCHCNN_DATA=DIR.",
+    )
+    parser.add_argument("--dataset", choices=(*DATASETS, "all"), default="mnist", help="(default: mnist)")
+    parser.add_argument("--data-dir", metavar="DIR", type=Path, help="where to put DIR/<dataset>/")
+    parser.add_argument("--mirror", action="append", metavar="URL", default=[],
+                        help="a mirror to try first (repeatable; also $SCRATCHCNN_MIRROR); {name} in it "
+                        "stands for the dataset name")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+    parser.set_defaults(run=run_download)
+
+
 # ---- commands --------------------------------------------------------------------------------------
 
 
@@ -175,7 +206,8 @@ def run_train(args: argparse.Namespace) -> int:
     out = args.resume or args.out or default_run_dir()
     say = (lambda _: None) if args.json else tqdm.write
     try:
-        summary = train_run(given, out, data_dir=args.data_dir, resume=args.resume is not None,
+        summary = train_run(given, out, data_dir=args.data_dir, download=args.download,
+                            resume=args.resume is not None,
                             progress=not args.json and sys.stderr.isatty(), say=say)
     except KeyboardInterrupt:
         if (out / CHECKPOINT_NAME).exists():
@@ -198,7 +230,7 @@ def run_train(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     net = ConvNet.load(args.model)
     name = args.dataset or net.dataset or "mnist"
-    data = load_dataset(name, args.data_dir)
+    data = load_dataset(name, args.data_dir, download=args.download, progress=not args.json and sys.stderr.isatty())
     if data.test_images.shape[1:] != net.input_shape:
         raise ScratchCNNError(
             f"{args.model} takes {net.input_shape} images but {name} has {data.test_images.shape[1:]}"
@@ -222,6 +254,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print("      " + "".join(f"{c:>6}" for c in range(CLASSES)))
     for c, row in enumerate(matrix):
         print(f"{c:>6}" + "".join(f"{v:>6}" for v in row))
+    return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    results = download_dataset(args.dataset, args.data_dir, mirrors=args.mirror,
+                               progress=not args.json and sys.stderr.isatty())
+    files = [{"path": str(r.path), "sha256": r.sha256, "verified": r.verified, "source": r.source} for r in results]
+    if args.json:
+        print(json.dumps({"dataset": args.dataset, "files": files}))
+        return 0
+    for f in files:
+        print(f"{f['path']}  {'verified' if f['verified'] else 'NOT verified'}  from {f['source']}")
     return 0
 
 

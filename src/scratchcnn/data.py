@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from scratchcnn import download as downloads
 from scratchcnn.errors import DataError
 from scratchcnn.files import write_atomically
 
@@ -26,8 +27,9 @@ FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
-CACHE_DIR = Path("~/.cache/scratchcnn")
+CACHE_DIR = downloads.DEFAULT_DIR
 SYSTEM_DIR = Path("/usr/share/datasets")  # where Debian's dataset-fashion-mnist installs
+OFFLINE_ENV = "SCRATCHCNN_OFFLINE"  # set (to anything) to never download
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_GZIP_RATIO = 1032  # deflate cannot expand more than this: bounds what a .gz file can justify
@@ -159,10 +161,13 @@ def find_files(directory: Path) -> dict[str, Path]:
     return found
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True,
+                 progress: bool = False) -> Dataset:
     """Load a dataset from the first data directory holding ``<dir>/<name>/`` with all four files.
 
-    Raises DataError saying which files are needed and where it looked when none has them.
+    When none has them and ``download`` is on (and $SCRATCHCNN_OFFLINE is not set), fetch and verify
+    them into data_dir (or the cache) first. Raises DataError saying which files are needed and where
+    it looked.
     """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
@@ -174,11 +179,17 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
             return _read_dataset(name, directory, found)
         missing = [FILES[role] for role in FILES if role not in found]
         looked.append(f"{directory}" + (f" (missing {', '.join(missing)})" if found else ""))
-    raise DataError(
-        f"dataset {name} not found: need {', '.join(f'{stem}.gz' for stem in FILES.values())} "
-        f"(or uncompressed) in one of: {'; '.join(looked)}. Pass --data-dir DIR (DIR/{name}/...) "
-        "or set SCRATCHCNN_DATA"
-    )
+    needed = (f"dataset {name} not found: need {', '.join(f'{stem}.gz' for stem in FILES.values())} "
+              f"(or uncompressed) in one of: {'; '.join(looked)}")
+    hint = f"pass --data-dir DIR (DIR/{name}/...) or set SCRATCHCNN_DATA"
+    if not download or os.environ.get(OFFLINE_ENV):
+        raise DataError(f"{needed}. To use local files, {hint}; or allow downloading")
+    try:
+        results = downloads.download_dataset(name, data_dir or CACHE_DIR, progress=progress)
+    except downloads.DownloadError as error:
+        raise DataError(f"{needed}; downloading failed: {error}. To use local files, {hint}") from None
+    directory = results[0].path.parent
+    return _read_dataset(name, directory, find_files(directory))
 
 
 def _read_dataset(name: str, directory: Path, paths: dict[str, Path]) -> Dataset:

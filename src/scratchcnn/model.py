@@ -51,6 +51,8 @@ class ConvNet:
         self.input_shape = _input_shape(input_shape)
         self.dtype = _dtype(dtype)
         self.dataset: str | None = None  # what it was trained on, recorded in saved files
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise ConfigError(f"seed must be a whole number ≥ 0 or None, got {seed!r}")
         self._init_parameters(np.random.default_rng(seed))
 
     def _init_parameters(self, rng: np.random.Generator) -> None:
@@ -286,7 +288,7 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
 
 def _dtype(value: Any) -> str:
     try:
-        name = np.dtype(value).name
+        name = np.dtype(value).name if value is not None else "None"
     except TypeError:
         name = repr(value)
     return _choice("dtype", name, DTYPES)

@@ -63,6 +63,7 @@ def train_run(
     out: Path,
     *,
     data_dir: str | os.PathLike | None = None,
+    download: bool = True,
     resume: bool = False,
     progress: bool = False,
     say: Callable[[str], None] = lambda _: None,
@@ -76,7 +77,8 @@ def train_run(
         fingerprint = saved["data_fingerprint"]
     else:
         options = resolve_options(given)
-    data = load_dataset(options["dataset"], data_dir)
+    data = load_dataset(options["dataset"], data_dir, download=download, progress=progress)
+    out.mkdir(parents=True, exist_ok=True)  # fail now, not after the first epoch, if out cannot be written
     if resume and data_fingerprint(data.train_images, data.train_labels) != fingerprint:
         raise ConfigError(f"the {data.name} training data in {data.directory} differs from the checkpoint's")
     if net is None:

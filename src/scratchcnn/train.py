@@ -80,7 +80,7 @@ def split_sizes(n: int, train_size: int | None, validation_size: float | int) ->
         if train_size < 1:
             raise ConfigError(f"train_size must be at least 1, got {train_size}")
         n = min(n, train_size)
-    if isinstance(validation_size, float):  # a fraction of the records
+    if isinstance(validation_size, (float, np.floating)):  # a fraction of the records
         if not 0 <= validation_size < 1:
             raise ConfigError(f"validation_size as a fraction must lie in [0, 1), got {validation_size}")
         held_out = round(validation_size * n)
@@ -153,9 +153,13 @@ def fit(
     state back as ``resume`` (with the same data, options and parameters) continues the run exactly.
     A NaN or infinite loss stops training and restores the parameters of the last good epoch.
     """
-    for name, value in (("learning_rate", learning_rate), ("epochs", epochs), ("batch_size", batch_size)):
-        if not value > 0 or not math.isfinite(value):
-            raise ConfigError(f"{name} must be positive, got {value}")
+    if not learning_rate > 0 or not math.isfinite(learning_rate):
+        raise ConfigError(f"learning_rate must be a positive number, got {learning_rate}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed), ("epoch_size", epoch_size)):
+        minimum = 0 if name == "seed" else 1
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                  or value < minimum):
+            raise ConfigError(f"{name} must be a whole number ≥ {minimum}, got {value!r}")
     X = net.prepare(images)
     y = net.prepare_labels(labels, len(X))
     n, held_out = split_sizes(len(X), train_size, validation_size)
@@ -164,8 +168,6 @@ def fit(
     X_val, y_val = X[split[:held_out]], y[split[:held_out]]
     X_train, y_train = X[split[held_out:]], y[split[held_out:]]
     epoch_size = len(X_train) if epoch_size is None else epoch_size
-    if epoch_size < 1:
-        raise ConfigError(f"epoch_size must be at least 1, got {epoch_size}")
     if resume is None:
         stream, history, step = RecordStream(len(X_train), rng), History(), 0
     else:
@@ -178,7 +180,8 @@ def fit(
     params = net.parameters()
     bar = tqdm(total=max(epochs - first_epoch + 1, 0) * epoch_size, unit="img", disable=not progress,
                leave=False, dynamic_ncols=True)
-    with bar:
+    # Overflow on the way to divergence is expected and reported by the guard below, not as warnings.
+    with bar, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for epoch in range(first_epoch, epochs + 1):
             last_good = {name: p.copy() for name, p in params.items()}
             start = time.perf_counter()
@@ -193,7 +196,11 @@ def fit(
                 step += 1
                 bar.update(len(batch))
             seconds = time.perf_counter() - start
-            if not math.isfinite(L) or not all(np.isfinite(p).all() for p in params.values()):
+            record = EpochRecord(
+                epoch, epoch * epoch_size, *evaluate(net, X_train, y_train),
+                *_or_none(evaluate(net, X_val, y_val)), seconds=seconds,
+            )
+            if not all(math.isfinite(v) for v in (L, record.train_loss, record.validation_loss or 0.0)):
                 for name, p in params.items():
                     p[...] = last_good[name]
                 history.stopped = (
@@ -201,10 +208,6 @@ def fit(
                     f"high; kept the parameters after epoch {epoch - 1}. Try a smaller --learning-rate."
                 )
                 break
-            record = EpochRecord(
-                epoch, epoch * epoch_size, *evaluate(net, X_train, y_train),
-                *_or_none(evaluate(net, X_val, y_val)), seconds=seconds,
-            )
             history.epochs.append(record)
             bar.set_postfix(epoch=epoch, train=f"{record.train_accuracy:.3f}", val=_fmt(record.validation_accuracy))
             if on_epoch:
