@@ -433,7 +433,7 @@ headers = st.builds(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(
     raw=st.one_of(
         st.binary(max_size=300),
@@ -446,7 +446,7 @@ def test_fuzz_arbitrary_bytes(raw):
     check_read(raw)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(raw=valid_then_mutated())
 def test_fuzz_mutated_valid_files(raw):
     check_read(raw)
