@@ -27,6 +27,11 @@ FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
+CLASS_NAMES = {
+    "mnist": tuple(str(digit) for digit in range(10)),
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+}
 CACHE_DIR = downloads.DEFAULT_DIR
 SYSTEM_DIR = Path("/usr/share/datasets")  # where Debian's dataset-fashion-mnist installs
 OFFLINE_ENV = "SCRATCHCNN_OFFLINE"  # set (to anything) to never download

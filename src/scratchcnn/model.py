@@ -166,6 +166,22 @@ class ConvNet:
         X = self.prepare(X)
         return self.loss_and_gradients_prepared(X, self.prepare_labels(y, len(X)))
 
+    def feature_maps(self, image: Any) -> tuple[np.ndarray, np.ndarray]:
+        """For pictures: the full convolved images Y (K, H, W), after the activation, and the pooled Z.
+
+        image: (H, W). Training never needs Y at the dropped pixels; a reader looking at Y_k does.
+        """
+        X = self.prepare(np.asarray(image)[None])
+        H, W = self.input_shape
+        Xcol = layers.patches(X, self.kernel_size, 1, H, W)
+        Y = layers.activate(layers.convolve(Xcol, self.f), self.activation)  # (H·W, K)
+        Y_full = Y.reshape(H, W, -1).transpose(2, 0, 1)
+        rows, cols = self.pooled_shape
+        step = 2 if self.pool == "decimate" else 1  # pool() takes the positions forward() computes
+        Y_kept = Y_full[:, : 2 * rows : step, : 2 * cols : step]
+        Z, _ = layers.pool(Y_kept.transpose(1, 2, 0).reshape(-1, self.filters), self.pool, 1, rows, cols)
+        return Y_full, Z[0]
+
     def scores(self, X: np.ndarray) -> np.ndarray:
         """Class scores A: (N, 10) for prepared images, computed in chunks of PREDICT_CHUNK."""
         chunks = [self.forward(X[i : i + PREDICT_CHUNK])[0] for i in range(0, len(X), PREDICT_CHUNK)]
