@@ -149,9 +149,9 @@ class Dataset:
 
 def search_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
     """The data directories looked in, in order: data_dir, $SCRATCHCNN_DATA, the cache, the system's."""
-    dirs = [Path(data_dir)] if data_dir else []
+    dirs = [Path(data_dir).expanduser()] if data_dir else []
     if os.environ.get("SCRATCHCNN_DATA"):
-        dirs.append(Path(os.environ["SCRATCHCNN_DATA"]))
+        dirs.append(Path(os.environ["SCRATCHCNN_DATA"]).expanduser())
     return [*dirs, CACHE_DIR.expanduser(), SYSTEM_DIR]
 
 
