@@ -1,0 +1,45 @@
+"""``scratchcnn download``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from scratchcnn.cli.options import add_json_option, show_progress
+from scratchcnn.data import DATASETS
+from scratchcnn.download import download_dataset
+
+
+def add_commands(commands: Any) -> None:
+    add_download_command(commands)
+
+
+def add_download_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "download", help="download and verify MNIST / Fashion-MNIST",
+        description="Download a dataset's four files from the first mirror that delivers them, verify each "
+        "against its published size and digests, and put them in DIR/<dataset>/ (default DIR: "
+        "~/.cache/scratchcnn). Files already there and verified are kept. Offline? Copy the four files "
+        "into DIR/<dataset>/ yourself and pass --data-dir DIR or set SCRATCHCNN_DATA=DIR.",
+    )
+    parser.add_argument("--dataset", choices=(*DATASETS, "all"), default="mnist", help="(default: mnist)")
+    parser.add_argument("--data-dir", metavar="DIR", type=Path, help="where to put DIR/<dataset>/")
+    parser.add_argument("--mirror", action="append", metavar="URL", default=[],
+                        help="a mirror to try first (repeatable; also $SCRATCHCNN_MIRROR); {name} in it "
+                        "stands for the dataset name")
+    add_json_option(parser)
+    parser.set_defaults(run=run_download)
+
+
+def run_download(args: argparse.Namespace) -> int:
+    results = download_dataset(args.dataset, args.data_dir, mirrors=args.mirror,
+                               progress=show_progress(args))
+    files = [{"path": str(r.path), "sha256": r.sha256, "verified": r.verified, "source": r.source} for r in results]
+    if args.json:
+        print(json.dumps({"dataset": args.dataset, "files": files}))
+        return 0
+    for f in files:
+        print(f"{f['path']}  {'verified' if f['verified'] else 'NOT verified'}  from {f['source']}")
+    return 0
