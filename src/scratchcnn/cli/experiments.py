@@ -1,0 +1,145 @@
+"""``scratchcnn tune`` and ``scratchcnn overtrain``: the write-up's two experiments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from scratchcnn import experiments
+from scratchcnn.cli.options import (
+    add_data_options,
+    add_json_option,
+    default_run_dir,
+    natural_int,
+    positive_float,
+    positive_int,
+    show_progress,
+    validation_size,
+)
+from scratchcnn.data import load_dataset
+from scratchcnn.figures import plot_overtraining, plot_tuning, save_figure
+from scratchcnn.files import write_text_atomically
+
+
+def add_commands(commands: Any) -> None:
+    add_tune_command(commands)
+    add_overtrain_command(commands)
+
+
+def learning_rates(text: str) -> list[float]:
+    """A comma-separated list of positive learning rates, e.g. 0.001,0.003,0.01."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}")
+    try:
+        return [positive_float(part) for part in parts]
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"{error} in the list {text!r}") from None
+
+
+def add_tune_command(commands: Any) -> None:
+    rates = ",".join(f"{r:g}" for r in experiments.LEARNING_RATES)
+    parser = commands.add_parser(
+        "tune", help="pick the learning rate by validation accuracy",
+        description="Train a fresh network per learning rate (same seed, same sample of the training set) and "
+        "compare their validation accuracy after each epoch. Writes tuning.json, tuning.csv and tuning.png "
+        "into --out. The best rate has the highest final validation accuracy (ties: the smaller rate); rates "
+        "whose loss blows up are reported as diverged. Rates run in parallel, one process per core.\n\n"
+        "example: scratchcnn tune --learning-rates 0.001,0.01,0.1 --epochs 3",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_data_options(parser, "mnist")
+    parser.add_argument("--learning-rates", type=learning_rates, default=list(experiments.LEARNING_RATES),
+                        metavar="R1,R2,...", help=f"the rates to compare (default: {rates})")
+    parser.add_argument("--epochs", type=positive_int, default=experiments.TUNE_EPOCHS,
+                        help=f"epochs per rate (default: {experiments.TUNE_EPOCHS})")
+    parser.add_argument("--epoch-size", type=positive_int, metavar="N", help="records per epoch (default: all)")
+    parser.add_argument("--batch-size", type=positive_int, default=1, metavar="N", help="records per update "
+                        "(default: 1)")
+    parser.add_argument("--train-size", type=positive_int, default=experiments.TUNE_TRAIN_SIZE, metavar="N",
+                        help=f"the sample: the first N training records (default: {experiments.TUNE_TRAIN_SIZE})")
+    parser.add_argument("--validation-size", type=validation_size, default=experiments.TUNE_VALIDATION_SIZE,
+                        metavar="SIZE", help="records of the sample held out for validation, a count or a "
+                        f"fraction (default: {experiments.TUNE_VALIDATION_SIZE})")
+    parser.add_argument("--seed", type=natural_int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--jobs", type=positive_int, metavar="N", help="parallel processes (default: one per core)")
+    parser.add_argument("--out", metavar="DIR", type=Path, help="output folder (default: runs/<timestamp>)")
+    add_json_option(parser)
+    parser.set_defaults(run=run_tune)
+
+
+def add_overtrain_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "overtrain", help="the write-up's overtraining experiment: 100 records, 1000 epochs",
+        description="Train on a fixed random sample of --train-records records, one record per step, for "
+        "--epochs epochs, and measure accuracy on those records and on --validation-records other records "
+        "after every epoch. Training accuracy soon reaches 100 % while validation accuracy stalls far below: "
+        "the network memorises its few records. Writes overtraining.json and overtraining.png into --out.\n\n"
+        "example: scratchcnn overtrain --epochs 300",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_data_options(parser, "mnist")
+    parser.add_argument("--train-records", type=positive_int, default=experiments.OVERTRAIN_RECORDS, metavar="N",
+                        help=f"size of the training sample (default: {experiments.OVERTRAIN_RECORDS})")
+    parser.add_argument("--validation-records", type=positive_int, default=experiments.OVERTRAIN_VALIDATION,
+                        metavar="N", help=f"validation records (default: {experiments.OVERTRAIN_VALIDATION})")
+    parser.add_argument("--epochs", type=positive_int, default=experiments.OVERTRAIN_EPOCHS,
+                        help=f"epochs (default: {experiments.OVERTRAIN_EPOCHS})")
+    parser.add_argument("--learning-rate", "--lr", type=positive_float, default=experiments.OVERTRAIN_LEARNING_RATE,
+                        metavar="ETA", help=f"step size (default: {experiments.OVERTRAIN_LEARNING_RATE})")
+    parser.add_argument("--seed", type=natural_int, default=0, help="random seed: picks the samples (default: 0)")
+    parser.add_argument("--out", metavar="DIR", type=Path, help="output folder (default: runs/<timestamp>)")
+    add_json_option(parser)
+    parser.set_defaults(run=run_overtrain)
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    data = load_dataset(args.dataset or "mnist", args.data_dir, download=args.download, progress=show_progress(args))
+    result = experiments.tune(
+        data.train_images, data.train_labels, learning_rates=args.learning_rates, epochs=args.epochs,
+        epoch_size=args.epoch_size, batch_size=args.batch_size, train_size=args.train_size,
+        validation_size=args.validation_size, seed=args.seed, jobs=args.jobs, progress=show_progress(args),
+    )
+    result["dataset"] = data.name
+    out = args.out or default_run_dir()
+    write_text_atomically(out / "tuning.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomically(out / "tuning.csv", experiments.tuning_csv(result))
+    save_figure(plot_tuning(result), out / "tuning.png")
+    if args.json:
+        print(json.dumps({key: result[key] for key in
+                          ("learning_rates", "validation_accuracy", "diverged", "best_learning_rate")}))
+        return 0
+    print(f"{'learning rate':>13}  final validation accuracy")
+    for rate, final in zip(result["learning_rates"], result["validation_accuracy"], strict=True):
+        mark = "  <- best" if rate == result["best_learning_rate"] else ""
+        print(f"{rate:>13g}  {'diverged' if final is None else f'{final:.4f}'}{mark}")
+    print(f"wrote {out / 'tuning.csv'}, tuning.json, tuning.png")
+    return 0
+
+
+def run_overtrain(args: argparse.Namespace) -> int:
+    data = load_dataset(args.dataset or "mnist", args.data_dir, download=args.download, progress=show_progress(args))
+    result = experiments.overtrain(
+        data.train_images, data.train_labels, train_records=args.train_records,
+        validation_records=args.validation_records, epochs=args.epochs, learning_rate=args.learning_rate,
+        seed=args.seed, progress=show_progress(args),
+    )
+    result["dataset"] = data.name
+    out = args.out or default_run_dir()
+    write_text_atomically(out / "overtraining.json", json.dumps(result, indent=2) + "\n")
+    save_figure(plot_overtraining(result), out / "overtraining.png")
+    if args.json:
+        keys = ("train_accuracy", "validation_accuracy", "first_epoch_train_100", "best_validation_accuracy",
+                "best_validation_epoch", "final_validation_accuracy")
+        print(json.dumps({key: result[key] for key in keys}))
+        return 0
+    first = result["first_epoch_train_100"]
+    print(f"training accuracy on the {args.train_records} records: "
+          + (f"100 % from epoch {first}" if first else f"{max(result['train_accuracy']):.1%} at best"))
+    print(f"validation accuracy on {args.validation_records} other records: best "
+          f"{result['best_validation_accuracy']:.4f} (epoch {result['best_validation_epoch']}), final "
+          f"{result['final_validation_accuracy']:.4f}")
+    print(f"wrote {out / 'overtraining.json'}, overtraining.png")
+    return 0
