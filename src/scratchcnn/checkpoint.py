@@ -48,20 +48,36 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[ConvNet, TrainState, dict[
     arrays["header"] = np.array(json.dumps(header["model"]))
     net = ConvNet.from_arrays(arrays, where)
     try:
-        history = History([EpochRecord(**e) for e in header["history"]["epochs"]], header["history"]["stopped"])
-        state = TrainState(
-            int(header["epoch"]), int(header["step"]), header["rng_state"], order, int(header["position"]), history,
-        )
+        history = History([_epoch_record(e) for e in header["history"]["epochs"]], header["history"]["stopped"])
+        epoch, step, position = (_count(header[key]) for key in ("epoch", "step", "position"))
+        state = TrainState(epoch, step, header["rng_state"], order, position, history)
         np.random.default_rng().bit_generator.state = state.rng_state  # refuses a malformed state
-    except (KeyError, TypeError, ValueError) as error:
-        raise ModelFileError(f"{where}: damaged training state in header ({error})") from None
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
+        raise ModelFileError(f"{where}: damaged training state in header ({type(error).__name__}: {error})") from None
+    options = header["options"]  # the caller's own record: save_checkpoint stores it as given
     if order is None or order.ndim != 1 or order.dtype.kind not in "iu":
         raise ModelFileError(f"{where}: no valid record order")
     if not np.array_equal(np.sort(order), np.arange(len(order))) or not 0 <= state.position <= len(order):
         raise ModelFileError(f"{where}: record order is not a permutation of the training records")
     if state.epoch != len(history.epochs):
         raise ModelFileError(f"{where}: epoch {state.epoch} disagrees with its {len(history.epochs)}-epoch history")
-    return net, state, header["options"]
+    return net, state, options
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a whole number ≥ 0, got {value!r}")
+    return value
+
+
+def _epoch_record(fields: Any) -> EpochRecord:
+    """An EpochRecord from JSON, refusing values of the wrong kind (they would break reports later)."""
+    record = EpochRecord(**fields)
+    for name, value in vars(record).items():
+        optional = name.startswith("validation_")
+        if not (optional and value is None) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise TypeError(f"history field {name} is {value!r}, not a number")
+    return record
 
 
 def _checkpoint_header(raw: np.ndarray | None, where: str) -> dict[str, Any]:

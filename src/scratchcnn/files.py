@@ -18,6 +18,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would (0644 under umask 022)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -32,3 +33,9 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object
 def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
     """write_atomically for a UTF-8 text file."""
     return write_atomically(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it; put it straight back
+    os.umask(mask)
+    return mask

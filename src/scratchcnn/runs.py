@@ -18,10 +18,20 @@ import numpy as np
 
 from scratchcnn.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from scratchcnn.data import load_dataset
-from scratchcnn.errors import ConfigError
+from scratchcnn.errors import ConfigError, ModelFileError
 from scratchcnn.files import write_text_atomically
 from scratchcnn.model import ConvNet
-from scratchcnn.train import BATCH_SIZE, EPOCHS, LEARNING_RATE, VALIDATION_SIZE, EpochRecord, History, evaluate, fit
+from scratchcnn.train import (
+    BATCH_SIZE,
+    EPOCHS,
+    LEARNING_RATE,
+    VALIDATION_SIZE,
+    EpochRecord,
+    History,
+    confusion_matrix,
+    evaluate,
+    fit,
+)
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "dataset": "mnist", "learning_rate": LEARNING_RATE, "epochs": EPOCHS, "batch_size": BATCH_SIZE,
@@ -73,7 +83,11 @@ def train_run(
     net = state = None
     if resume:
         net, state, saved = load_checkpoint(checkpoint_path)
-        options = resolve_options(given, saved["training"])
+        training = saved.get("training")
+        if not isinstance(training, dict) or set(training) != set(TRAIN_DEFAULTS) \
+                or not isinstance(saved.get("data_fingerprint"), str):
+            raise ModelFileError(f"{checkpoint_path}: checkpoint has no complete training options and data fingerprint")
+        options = resolve_options(given, training)
         fingerprint = saved["data_fingerprint"]
     else:
         options = resolve_options(given)
@@ -95,8 +109,10 @@ def train_run(
         progress=progress, on_epoch=lambda record: say(epoch_line(record)), resume=state,
         save_state=lambda s: save_checkpoint(checkpoint_path, net, s, saved_options),
     )
-    test_accuracy, test_loss = evaluate(net, net.prepare(data.test_images), data.test_labels.astype(np.int64))
+    X_test, y_test = net.prepare(data.test_images), data.test_labels.astype(np.int64)
+    test_accuracy, test_loss = evaluate(net, X_test, y_test)
     summary = run_summary(options, history, test_accuracy, test_loss, out / "model.npz")
+    summary["confusion_matrix"] = confusion_matrix(y_test, net.scores(X_test).argmax(axis=1)).tolist()
     net.save(out / "model.npz")
     write_text_atomically(out / "history.json", json.dumps(summary, indent=2) + "\n")
     write_text_atomically(out / "history.csv", history.to_csv())
