@@ -17,8 +17,9 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --editable '.[test]'
 	touch $@ $(VENV)/.installed
 
-demo: $(VENV)/.installed  ## train the default network on MNIST and print its test accuracy
+demo: $(VENV)/.installed  ## train the default network on MNIST, print its test accuracy, write its report
 	$(BIN)/scratchcnn train --out runs/demo
+	$(BIN)/scratchcnn report runs/demo
 
 test: $(VENV)/.installed-test  ## run the test suite
 	$(BIN)/python -m pytest

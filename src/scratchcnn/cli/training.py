@@ -23,8 +23,9 @@ from scratchcnn.cli.options import (
     show_progress,
     validation_size,
 )
-from scratchcnn.data import load_dataset
+from scratchcnn.data import CLASS_NAMES, load_dataset
 from scratchcnn.errors import ConfigError, ScratchCNNError
+from scratchcnn.figures import FIGURE_NAMES, plot_accuracy, plot_confusion, save_figure
 from scratchcnn.layers import ACTIVATIONS, POOLS
 from scratchcnn.model import CLASSES, ConvNet
 from scratchcnn.runs import TRAIN_DEFAULTS, train_run
@@ -104,12 +105,15 @@ def run_train(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     if summary["stopped"]:
         print(f"scratchcnn: warning: {summary['stopped']}", file=sys.stderr)
+    names = CLASS_NAMES[summary["options"]["dataset"]]
+    save_figure(plot_accuracy(summary["history"]), out / f"{FIGURE_NAMES['accuracy']}.png")
+    save_figure(plot_confusion(np.array(summary["confusion_matrix"]), names), out / f"{FIGURE_NAMES['confusion']}.png")
     if args.json:
         print(json.dumps(summary))
     else:
         data_name = summary["options"]["dataset"]
         print(f"test accuracy {summary['test_accuracy']:.4f} on the {data_name} test set")
-        print(f"wrote {out / 'model.npz'}, history.json, history.csv")
+        print(f"wrote {out / 'model.npz'}, history.json, history.csv and the accuracy and confusion figures")
     return 0
 
 

@@ -1,0 +1,96 @@
+"""``scratchcnn figures`` and ``scratchcnn report``: what the network sees, and one page about a run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scratchcnn.cli.options import add_data_options, add_json_option, natural_int, show_progress
+from scratchcnn.data import CLASS_NAMES, load_dataset
+from scratchcnn.errors import ConfigError
+from scratchcnn.figures import model_figures
+from scratchcnn.model import ConvNet
+from scratchcnn.report import write_report
+from scratchcnn.train import confusion_matrix
+
+
+def add_commands(commands: Any) -> None:
+    add_figures_command(commands)
+    add_report_command(commands)
+
+
+def add_figures_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "figures", help="draw what a trained network sees: record, kernels, convolved and pooled images, W",
+        description="Draw the write-up's pictures for a trained model: a test record as an image and as a 3-D "
+        "surface, the kernels as images and surfaces, the convolved images Y_k and pooled images Z_k of that "
+        "record, the training history (from history.json beside the model), the confusion matrix on the test "
+        "set, and the dense weights W per class and filter. One file each.\n\n"
+        "example: scratchcnn figures runs/demo/model.npz --image-index 0 --format svg",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", type=Path, metavar="MODEL", help="a model.npz written by scratchcnn train")
+    add_data_options(parser, "the one the model was trained on")
+    parser.add_argument("--image-index", type=natural_int, default=0, metavar="I",
+                        help="which test record to draw (default: 0, a '7' in MNIST)")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: MODEL's folder/figures)")
+    parser.add_argument("--format", choices=("png", "svg"), default="png", help="file format (default: png)")
+    add_json_option(parser)
+    parser.set_defaults(run=run_figures)
+
+
+def add_report_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "report", help="one self-contained HTML page about a training run",
+        description="Write RUN_DIR/report.html: the configuration, the accuracy table, every figure (embedded), "
+        "the tuning and overtraining results when RUN_DIR holds them, and the equations. The file needs no "
+        "network to view: no external scripts, styles or fonts.\n\n"
+        "example: scratchcnn report runs/demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a folder written by scratchcnn train")
+    parser.add_argument("--out", type=Path, metavar="FILE", help="where to write (default: RUN_DIR/report.html)")
+    parser.add_argument("--data-dir", type=Path, metavar="DIR", help="where the test set is (as for train)")
+    add_json_option(parser)
+    parser.set_defaults(run=run_report)
+
+
+def run_figures(args: argparse.Namespace) -> int:
+    net = ConvNet.load(args.model)
+    name = args.dataset or net.dataset or "mnist"
+    data = load_dataset(name, args.data_dir, download=args.download, progress=show_progress(args))
+    if data.test_images.shape[1:] != net.input_shape:
+        raise ConfigError(f"{args.model} takes {net.input_shape} images but {name} has {data.test_images.shape[1:]}")
+    if args.image_index >= len(data.test_images):
+        raise ConfigError(f"--image-index {args.image_index}: the {name} test set has {len(data.test_images)} images")
+    history_path = args.model.parent / "history.json"
+    history = _read_history(history_path) if history_path.is_file() else None
+    y_true = data.test_labels.astype(np.int64)
+    matrix = confusion_matrix(y_true, net.predict(data.test_images))
+    names = CLASS_NAMES[name]
+    label = names[int(y_true[args.image_index])]
+    out = args.out or args.model.parent / "figures"
+    paths = model_figures(net, data.test_images[args.image_index], label, history, matrix, names, out, args.format)
+    if args.json:
+        print(json.dumps({"figures": {key: str(path) for key, path in paths.items()}}))
+    else:
+        for path in paths.values():
+            print(path)
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    path = write_report(args.run_dir, args.out, data_dir=args.data_dir)
+    print(json.dumps({"report": str(path)}) if args.json else f"wrote {path}")
+    return 0
+
+
+def _read_history(path: Path) -> list[dict[str, Any]] | None:
+    try:
+        return json.loads(path.read_text())["history"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"{path}: not a history.json written by scratchcnn train ({error})") from None

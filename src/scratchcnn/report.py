@@ -1,0 +1,299 @@
+"""One self-contained HTML page about a training run: its configuration, accuracies, figures and equations.
+
+Everything is inside the one file (figures as base64 PNG data: URIs, the style sheet inline), so it
+can be mailed or opened offline; it links to nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scratchcnn._version import __version__
+from scratchcnn.data import CLASS_NAMES, load_dataset
+from scratchcnn.errors import DataError, ScratchCNNError
+from scratchcnn.figures import figure_bytes, model_figure_set, plot_overtraining, plot_tuning
+from scratchcnn.files import write_text_atomically
+from scratchcnn.model import ConvNet
+from scratchcnn.train import confusion_matrix
+
+REPORT_NAME = "report.html"
+CAPTIONS = {
+    "record": "The first test record X, the network's input (its pixels are scaled to [0, 1] before use).",
+    "record_surface": "The same record as a landscape: the height of each pixel is its intensity.",
+    "kernels": "The learnt filters f_k. Each convolved image Y_k is this small pattern slid over X.",
+    "kernel_surfaces": "The filters as surfaces; each dot is one weight f_k(a, b).",
+    "convolved": "The convolved images Y_k of the record: red where it looks like filter k, blue where like its "
+                 "negative.",
+    "pooled": "The pooled images Z_k: all the dense layer sees of the record.",
+    "accuracy": "Accuracy on the training and validation records after each epoch.",
+    "confusion": "How the test images of each true class (row) were classified (column); the diagonal is correct.",
+    "weights": "The dense weights W. The score a_j of class j is the sum of row j, cell by cell, times Z_1 … Z_K: "
+               "red cells vote for the class where Z_k is positive, blue ones against.",
+}
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 70em; margin: 2em auto; padding: 0 1em; color: #222;
+       line-height: 1.45; }
+h1, h2 { font-weight: 600; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: .8em 0; } td, th { padding: .25em .8em; border: 1px solid #ddd; }
+th { background: #f3f3f3; text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.best td { background: #fff6cc; font-weight: 600; }
+figure { margin: 1.5em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { color: #444; font-size: .95em; }
+.note { background: #fff4e5; border-left: 4px solid #f0a030; padding: .5em 1em; }
+.eq { font-family: "Cambria Math", "STIX Two Math", serif; font-size: 1.1em; }
+"""
+
+
+def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
+                 data_dir: str | os.PathLike | None = None) -> Path:
+    """Write RUN_DIR's report (default RUN_DIR/report.html), atomically; returns its path.
+
+    Reads RUN_DIR/history.json and model.npz (ScratchCNNError / ModelFileError if missing or corrupt),
+    and tuning.json and overtraining.json when present. The test set (for the record and confusion
+    figures) is looked up with data_dir, never downloaded; without it the report says so.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ScratchCNNError(f"{run_dir}: no such run directory")
+    summary = _read_json(run_dir / "history.json", required=True)
+    history = summary.get("history")
+    if (not isinstance(history, list) or not all(isinstance(e, dict) and "epoch" in e for e in history)
+            or not isinstance(summary.get("options", {}), dict)):
+        raise ScratchCNNError(f"{run_dir / 'history.json'}: not a scratchcnn run summary (no per-epoch 'history')")
+    net = ConvNet.load(run_dir / "model.npz")
+    options = summary.get("options") or {}
+    dataset = net.dataset or options.get("dataset") or "mnist"
+    class_names = CLASS_NAMES.get(dataset, CLASS_NAMES["mnist"])
+    image, label, matrix, note = _test_figures_input(net, dataset, data_dir, summary)
+    figures = model_figure_set(net, image, label, summary["history"], matrix, class_names)
+    captions = dict(CAPTIONS)
+    if image is not None:
+        P = net.predict_proba(image[None])[0]
+        guess = class_names[int(P.argmax())]
+        captions["record"] += f" Its label is {label}; the network predicts {guess} with probability {P.max():.2f}."
+    body = [
+        f"<h1>scratchcnn training run: {escape(run_dir.resolve().name)}</h1>",
+        f"<p>A {escape(_describe(net))}, trained on {escape(dataset)}.</p>",
+        _results_section(summary),
+        _configuration_section(net, options),
+        "<h2>Figures</h2>",
+        f'<p class="note">{escape(note)}</p>' if note else "",
+        *(_figure_html(fig, captions[key]) for key, fig in figures.items()),
+        _tuning_section(run_dir / "tuning.json"),
+        _overtraining_section(run_dir / "overtraining.json"),
+        _equations_section(net),
+        f"<p><small>Written by scratchcnn {escape(__version__)}.</small></p>",
+    ]
+    page = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f"<title>scratchcnn report: {escape(run_dir.resolve().name)}</title>\n<style>{STYLE}</style>\n"
+            "</head>\n<body>\n" + "\n".join(part for part in body if part) + "\n</body>\n</html>\n")
+    return write_text_atomically(Path(out) if out is not None else run_dir / REPORT_NAME, page)
+
+
+# ---- inputs --------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path, required: bool = False) -> dict[str, Any] | None:
+    """A JSON object from path; None if it is absent and not required; ScratchCNNError if unreadable."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if required:
+            raise ScratchCNNError(f"{path}: no such file (is {path.parent} a run written by 'scratchcnn train'?)"
+                                  ) from None
+        return None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ScratchCNNError(f"{path}: cannot be read as JSON ({str(error).splitlines()[0]})") from None
+    if not isinstance(value, dict):
+        raise ScratchCNNError(f"{path}: expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def _test_figures_input(net: ConvNet, dataset: str, data_dir: str | os.PathLike | None, summary: dict[str, Any]
+                        ) -> tuple[np.ndarray | None, str, np.ndarray | None, str]:
+    """(first test image, its label, confusion matrix, note for the reader) — Nones without the test set."""
+    names = CLASS_NAMES.get(dataset, CLASS_NAMES["mnist"])
+    try:
+        data = load_dataset(dataset, data_dir, download=False)
+        if data.test_images.shape[1:] != net.input_shape:
+            raise DataError(f"its test images are {data.test_images.shape[1:]}, the network takes {net.input_shape}")
+    except DataError as error:
+        saved = summary.get("confusion_matrix")
+        matrix = np.array(saved) if saved is not None and np.shape(saved) == (10, 10) else None
+        left_out = "the input record and its convolved and pooled images" + ("" if matrix is not None else
+                                                                            " and the confusion matrix")
+        return None, "", matrix, f"The {dataset} test set was not found, so {left_out} are left out. ({error})"
+    y = data.test_labels.astype(np.int64)
+    matrix = confusion_matrix(y, net.predict(data.test_images))
+    return data.test_images[0], names[y[0]], matrix, ""
+
+
+# ---- sections ------------------------------------------------------------------------------------
+
+
+def _describe(net: ConvNet) -> str:
+    H, W = net.input_shape
+    pool = {"decimate": "decimation", "max": "2×2 maximum", "avg": "2×2 average"}.get(net.pool, net.pool)
+    return (f"ConvNet: {net.filters} filters of {net.kernel_size}×{net.kernel_size} on {H}×{W} images, "
+            f"pooling by {pool}, activation {net.activation}, {'with' if net.bias else 'no'} bias")
+
+
+def _fmt(value: Any, spec: str = ".4g") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else format(value, spec)
+    return str(value)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2%}"
+
+
+def _count(size: float | int) -> str:
+    """A validation size as given: a fraction below 1 as a percentage, else a number of records."""
+    return f"{size:.0%}" if isinstance(size, float) and size < 1 else str(size)
+
+
+def _table(header: list[str], rows: list[list[str]], numeric_from: int = 1, best: int | None = None) -> str:
+    """An HTML table of already-formatted text (escaped here); row ``best`` highlighted."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = []
+    for n, row in enumerate(rows):
+        cells = "".join(f'<td{" class=num" if i >= numeric_from else ""}>{escape(c)}</td>' for i, c in enumerate(row))
+        body.append(f'<tr{" class=best" if n == best else ""}>{cells}</tr>')
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _results_section(summary: dict[str, Any]) -> str:
+    rows = [["test accuracy", _pct(summary.get("test_accuracy"))],
+            ["validation accuracy (last epoch)", _pct(summary.get("validation_accuracy"))],
+            ["training accuracy (last epoch)", _pct(summary.get("train_accuracy"))],
+            ["test loss (mean −ln P_y)", _fmt(summary.get("test_loss"), ".4f")],
+            ["epochs", _fmt(summary.get("epochs"))],
+            ["seconds per epoch", _fmt(summary.get("seconds_per_epoch"), ".2f")]]
+    epochs = [[_fmt(e.get("epoch")), _fmt(e.get("records")), _pct(e.get("train_accuracy")),
+               _fmt(e.get("train_loss"), ".4f"), _pct(e.get("validation_accuracy")),
+               _fmt(e.get("validation_loss"), ".4f"), _fmt(e.get("seconds"), ".2f")] for e in summary["history"]]
+    stopped = summary.get("stopped")
+    return "\n".join([
+        "<h2>Accuracy</h2>", _table(["", "value"], rows),
+        f'<p class="note">Training stopped early: {escape(str(stopped))}</p>' if stopped else "",
+        "<h3>After each epoch</h3>",
+        _table(["epoch", "records seen", "training accuracy", "training loss", "validation accuracy",
+                "validation loss", "seconds"], epochs, numeric_from=0),
+    ])
+
+
+def _configuration_section(net: ConvNet, options: dict[str, Any]) -> str:
+    unset = {"epoch_size": "all training records", "train_size": "all records"}  # what None means
+    model = [[key, _fmt(value)] for key, value in {**net.config, "dataset": net.dataset}.items()]
+    training = [[key, unset.get(key, "–") if value is None else _fmt(value)] for key, value in options.items()]
+    return "\n".join(["<h2>Configuration</h2>",
+                      "<h3>Network (from model.npz)</h3>", _table(["option", "value"], model, numeric_from=2),
+                      "<h3>Training options (from history.json)</h3>", _table(["option", "value"], training, 2)])
+
+
+def _figure_html(fig: Any, caption: str) -> str:
+    data = base64.b64encode(figure_bytes(fig, "png")).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{escape(caption)}">'
+            f"<figcaption>{escape(caption)}</figcaption></figure>")
+
+
+def _tuning_section(path: Path) -> str:
+    tuning = _read_json(path)
+    if tuning is None:
+        return ""
+    try:
+        rates, finals, diverged = tuning["learning_rates"], tuning["validation_accuracy"], tuning["diverged"]
+        if not len(rates) == len(finals) == len(diverged) == len(tuning["curves"]):
+            raise ValueError("its lists have different lengths")
+        best = tuning.get("best_learning_rate")
+        rows = [[_fmt(float(r)), _pct(v), "yes" if d else "no"] for r, v, d in zip(rates, finals, diverged,
+                                                                                    strict=True)]
+        best_row = next((n for n, r in enumerate(rates) if best is not None and math.isclose(r, best)), None)
+        figure = _figure_html(plot_tuning(tuning), "Left: the final validation accuracy of each learning rate. "
+                                                   "Right: how it got there, epoch by epoch.")
+    except (KeyError, TypeError, ValueError) as error:
+        raise ScratchCNNError(f"{path}: not a learning-rate tuning result ({error!r})") from None
+    epochs, records, held_out = (tuning.get(key) for key in ("epochs", "train_size", "validation_size"))
+    intro = (f"Each learning rate η trained the same network from the same start"
+             f"{f' for {epochs} epochs' if epochs else ''}{f' on {records} records' if records else ''}"
+             f"{f' ({_count(held_out)} of them held out for validation)' if held_out else ''}; the best is "
+             "highlighted. A rate that diverged (the loss became NaN or infinite) has no final accuracy.")
+    return "\n".join(["<h2>Tuning the learning rate</h2>", f"<p>{escape(intro)}</p>",
+                      _table(["learning rate η", "final validation accuracy", "diverged"], rows, best=best_row),
+                      f"<p>Best learning rate: <b>{escape(_fmt(best))}</b>.</p>", figure])
+
+
+def _overtraining_section(path: Path) -> str:
+    result = _read_json(path)
+    if result is None:
+        return ""
+    try:
+        figure = _figure_html(plot_overtraining(result), "Upper: accuracy on the few training records. "
+                                                         "Lower: accuracy on validation records never trained on.")
+    except (KeyError, TypeError, ValueError) as error:
+        raise ScratchCNNError(f"{path}: not an overtraining result ({error!r})") from None
+    n_train, n_val = result.get("train_records", "?"), result.get("validation_records", "?")
+    rows = [[label, fmt(result[key])] for label, key, fmt in (
+        ("epochs", "epochs", _fmt), ("learning rate η", "learning_rate", _fmt),
+        ("first epoch with 100% training accuracy", "first_epoch_train_100", _fmt),
+        ("best validation accuracy", "best_validation_accuracy", _pct),
+        ("epoch of the best validation accuracy", "best_validation_epoch", _fmt),
+        ("final validation accuracy", "final_validation_accuracy", _pct)) if key in result]
+    intro = (f"The network trained for many epochs on only {n_train} records and was checked after each epoch "
+             f"on {n_val} validation records it never trained on. When the accuracy on the training records "
+             "reaches 100% while the validation accuracy levels off or falls, the network has learnt those "
+             "particular records rather than what their classes have in common: it is overtrained.")
+    return "\n".join(["<h2>Overtraining</h2>", f"<p>{escape(intro)}</p>",
+                      _table(["", "value"], rows) if rows else "", figure])
+
+
+def _equations_section(net: ConvNet) -> str:
+    """The network's equations in HTML (fixed markup, no user text), following its configuration."""
+    pool = {
+        "decimate": "Z<sub>k</sub>(i/2, j/2) = Y<sub>k</sub>(i, j) &nbsp; for even i, j (decimation)",
+        "max": "Z<sub>k</sub>(i, j) = max<sub>a,b ∈ {0,1}</sub> Y<sub>k</sub>(2i+a, 2j+b)",
+        "avg": "Z<sub>k</sub>(i, j) = ¼ Σ<sub>a,b ∈ {0,1}</sub> Y<sub>k</sub>(2i+a, 2j+b)",
+    }[net.pool]
+    relu = (" then Y<sub>k</sub> ← max(0, Y<sub>k</sub>)" if net.activation == "relu" else "")
+    bias = " + b" if net.bias else ""
+    forward = [
+        ("convolution", "Y<sub>k</sub>(i, j) = Σ<sub>a</sub> Σ<sub>b</sub> X(i+a, j+b) f<sub>k</sub>(a, b)" + relu),
+        ("pooling", pool), ("dense layer", f"A = W Z{bias}"),
+        ("softmax", "P<sub>j</sub> = e<sup>a<sub>j</sub></sup> / Σ<sub>k</sub> e<sup>a<sub>k</sub></sup>"),
+        ("loss", "L = −ln P<sub>y</sub> &nbsp; (y the true class)"),
+    ]
+    backward = [
+        ("scores", "∂L/∂A = P − onehot(y)"), ("dense weights", "∂L/∂W = ∂L/∂A ⊗ Z (outer product)"),
+        *([("bias", "∂L/∂b = ∂L/∂A")] if net.bias else []),
+        ("pooled images", "∂L/∂Z = W<sup>T</sup> ∂L/∂A"),
+        ("convolved images", {
+            "decimate": "∂L/∂Y<sub>k</sub>(i, j) = ∂L/∂Z<sub>k</sub>(i/2, j/2) at even i, j; 0 elsewhere",
+            "max": "∂L/∂Y<sub>k</sub> = ∂L/∂Z<sub>k</sub> at the maximum of each window; 0 elsewhere",
+            "avg": "∂L/∂Y<sub>k</sub>(2i+a, 2j+b) = ¼ ∂L/∂Z<sub>k</sub>(i, j)",
+        }[net.pool] + (" &nbsp; (× 0 where Y<sub>k</sub> &lt; 0, for the ReLU)" if net.activation == "relu" else "")),
+        ("filters", "∂L/∂f<sub>k</sub>(a, b) = Σ<sub>m,n</sub> ∂L/∂Y<sub>k</sub>(m, n) X(m+a, n+b)"),
+    ]
+
+    def rows(pairs: list[tuple[str, str]]) -> str:
+        return "".join(f'<tr><td>{name}</td><td class="eq">{markup}</td></tr>' for name, markup in pairs)
+
+    return "\n".join([
+        "<h2>The network's equations</h2>",
+        "<p>Forward: the image X is convolved with each filter f<sub>k</sub>, pooled, and multiplied by W into "
+        "one score a<sub>j</sub> per class; the softmax turns the scores into probabilities P.</p>",
+        f"<table>{rows(forward)}</table>",
+        "<p>Backward: the chain rule carries ∂L/∂A back through each step; stochastic gradient descent then "
+        "moves every parameter θ by θ ← θ − η ∂L/∂θ.</p>",
+        f"<table>{rows(backward)}</table>",
+    ])
