@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from scratchcnn.errors import ConfigError
 from scratchcnn.model import ConvNet
-from scratchcnn.train import fit
+from scratchcnn.train import fit, split_sizes
 
 # Log-spaced, a factor of √10 apart: from too small to learn in a few epochs to large enough to diverge.
 LEARNING_RATES = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
@@ -68,8 +68,9 @@ def tune(
     rates = sorted({float(r) for r in learning_rates})
     if not rates or any(not r > 0 for r in rates):
         raise ConfigError(f"learning rates must be positive numbers, got {list(learning_rates)}")
-    if validation_size == 0:
-        raise ConfigError("tuning compares validation accuracy: validation_size must be above 0")
+    if split_sizes(len(images), train_size, validation_size)[1] == 0:
+        raise ConfigError(f"tuning compares validation accuracy, but validation_size {validation_size} holds out "
+                          "no records: give a count like 1000 or a larger fraction")
     options = {"epochs": epochs, "epoch_size": epoch_size, "batch_size": batch_size, "train_size": train_size,
                "validation_size": validation_size, "seed": seed}
     jobs = min(len(rates), jobs or os.cpu_count() or 1)

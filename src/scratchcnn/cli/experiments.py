@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -130,16 +131,19 @@ def run_overtrain(args: argparse.Namespace) -> int:
     out = args.out or default_run_dir()
     write_text_atomically(out / "overtraining.json", json.dumps(result, indent=2) + "\n")
     save_figure(plot_overtraining(result), out / "overtraining.png")
+    if result["stopped"]:
+        print(f"scratchcnn: warning: {result['stopped']}", file=sys.stderr)
     if args.json:
         keys = ("train_accuracy", "validation_accuracy", "first_epoch_train_100", "best_validation_accuracy",
-                "best_validation_epoch", "final_validation_accuracy")
+                "best_validation_epoch", "final_validation_accuracy", "stopped")
         print(json.dumps({key: result[key] for key in keys}))
         return 0
-    first = result["first_epoch_train_100"]
-    print(f"training accuracy on the {args.train_records} records: "
-          + (f"100 % from epoch {first}" if first else f"{max(result['train_accuracy']):.1%} at best"))
-    print(f"validation accuracy on {args.validation_records} other records: best "
-          f"{result['best_validation_accuracy']:.4f} (epoch {result['best_validation_epoch']}), final "
-          f"{result['final_validation_accuracy']:.4f}")
+    if result["train_accuracy"]:
+        first = result["first_epoch_train_100"]
+        print(f"training accuracy on the {args.train_records} records: "
+              + (f"100 % from epoch {first}" if first else f"{max(result['train_accuracy']):.1%} at best"))
+        print(f"validation accuracy on {args.validation_records} other records: best "
+              f"{result['best_validation_accuracy']:.4f} (epoch {result['best_validation_epoch']}), final "
+              f"{result['final_validation_accuracy']:.4f}")
     print(f"wrote {out / 'overtraining.json'}, overtraining.png")
     return 0
