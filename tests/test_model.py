@@ -689,8 +689,8 @@ def test_load_header_of_wrong_kind(tmp_path, header):
         ({"format_version": 1, "config": {}}, "not a scratchcnn.ConvNet file"),
         ({"format": "scratchcnn.ConvNet", "format_version": 2, "config": {}}, "version 2"),
         ({"format": "scratchcnn.ConvNet", "config": {}}, "version None"),
-        ({"format": "scratchcnn.ConvNet", "format_version": 1}, "no configuration"),
-        ({"format": "scratchcnn.ConvNet", "format_version": 1, "config": [3]}, "no configuration"),
+        ({"format": "scratchcnn.ConvNet", "format_version": 1}, "has no config"),
+        ({"format": "scratchcnn.ConvNet", "format_version": 1, "config": [3]}, "has no config"),
     ],
     ids=["json", "list", "format", "no-format", "version", "no-version", "no-config", "config-list"],
 )

@@ -18,7 +18,7 @@ import numpy as np
 
 from scratchcnn.errors import ModelFileError
 from scratchcnn.files import write_atomically
-from scratchcnn.model import ConvNet, read_npz
+from scratchcnn.model import ConvNet, read_json_header, read_npz
 from scratchcnn.train import EpochRecord, History, TrainState
 
 CHECKPOINT_FORMAT = "scratchcnn.Checkpoint"
@@ -43,7 +43,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[ConvNet, TrainState, dict[
     """Read a checkpoint: (network, training state, options). ModelFileError for anything amiss."""
     where = str(path)
     arrays = read_npz(path, "checkpoint")
-    header = _checkpoint_header(arrays.pop("header", None), where)
+    header = read_json_header(arrays.pop("header", None), where, CHECKPOINT_FORMAT, CHECKPOINT_VERSION,
+                              ("model", "options", "history", "rng_state"))
     order = arrays.pop("order", None)
     arrays["header"] = np.array(json.dumps(header["model"]))
     net = ConvNet.from_arrays(arrays, where)
@@ -78,20 +79,3 @@ def _epoch_record(fields: Any) -> EpochRecord:
         if not (optional and value is None) and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise TypeError(f"history field {name} is {value!r}, not a number")
     return record
-
-
-def _checkpoint_header(raw: np.ndarray | None, where: str) -> dict[str, Any]:
-    if raw is None or raw.shape != () or raw.dtype.kind != "U":
-        raise ModelFileError(f"{where}: no checkpoint header")
-    try:
-        header = json.loads(str(raw))
-    except json.JSONDecodeError as error:
-        raise ModelFileError(f"{where}: checkpoint header is not valid JSON ({error})") from None
-    if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
-        raise ModelFileError(f"{where}: not a scratchcnn checkpoint")
-    if header.get("format_version") != CHECKPOINT_VERSION:
-        raise ModelFileError(f"{where}: checkpoint format version {header.get('format_version')} is not supported")
-    for key in ("model", "options", "history", "rng_state"):
-        if not isinstance(header.get(key), dict):
-            raise ModelFileError(f"{where}: checkpoint header has no {key}")
-    return header

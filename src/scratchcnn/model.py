@@ -225,7 +225,7 @@ class ConvNet:
         Raises ModelFileError, naming ``where``, for anything that disagrees with the header.
         """
         arrays = dict(arrays)
-        header = _read_header(arrays.pop("header", None), where)
+        header = read_json_header(arrays.pop("header", None), where, FILE_FORMAT, FILE_FORMAT_VERSION, ("config",))
         try:
             net = cls(**header["config"], seed=0)
         except (ConfigError, TypeError) as error:
@@ -266,22 +266,25 @@ def read_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _read_header(raw: np.ndarray | None, where: str) -> dict[str, Any]:
+def read_json_header(raw: np.ndarray | None, where: str, file_format: str, version: int,
+                     sections: tuple[str, ...]) -> dict[str, Any]:
+    """Parse the JSON header stored as a 0-d string array; check its format, version and sections."""
     if raw is None or raw.shape != () or raw.dtype.kind != "U":
-        raise ModelFileError(f"{where}: no scratchcnn header (was it written by ConvNet.save?)")
+        raise ModelFileError(f"{where}: no scratchcnn header (expected a {file_format} file)")
     try:
         header = json.loads(str(raw))
     except json.JSONDecodeError as error:
         raise ModelFileError(f"{where}: header is not valid JSON ({error})") from None
-    if not isinstance(header, dict) or header.get("format") != FILE_FORMAT:
-        raise ModelFileError(f"{where}: not a {FILE_FORMAT} file")
-    if header.get("format_version") != FILE_FORMAT_VERSION:
+    if not isinstance(header, dict) or header.get("format") != file_format:
+        raise ModelFileError(f"{where}: not a {file_format} file")
+    if header.get("format_version") != version:
         raise ModelFileError(
             f"{where}: file format version {header.get('format_version')} is not supported "
-            f"(this scratchcnn {__version__} reads version {FILE_FORMAT_VERSION})"
+            f"(this scratchcnn {__version__} reads version {version})"
         )
-    if not isinstance(header.get("config"), dict):
-        raise ModelFileError(f"{where}: header has no configuration")
+    for key in sections:
+        if not isinstance(header.get(key), dict):
+            raise ModelFileError(f"{where}: header has no {key}")
     return header
 
 
