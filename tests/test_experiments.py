@@ -167,7 +167,8 @@ def overtrained(mnist: Any) -> dict[str, Any]:
 
     def spy(net: Any, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         if len(seen) < 2:  # epoch 1: the training set, then the validation set
-            seen.append(np.rint(np.asarray(X, np.float64) * 255).astype(np.uint8))
+            pixels = X if X.dtype == np.uint8 else np.rint(np.asarray(X, np.float64) * 255).astype(np.uint8)
+            seen.append(pixels.copy())
         return real_evaluate(net, X, y)
 
     with pytest.MonkeyPatch.context() as patch:

@@ -117,7 +117,7 @@ def test_the_seed_decides_the_validation_split() -> None:
     def held_out(seed: int) -> set[int]:
         X, y = indexed(50)
         net = Recording(input_shape=SHAPE)
-        fit(net, X, y, epochs=1, learning_rate=0.01, validation_size=10, seed=seed)
+        fit(net, X, y, epochs=1, learning_rate=0.01, validation_size=10, seed=seed, engine="numpy")
         return set(range(50)) - set(np.concatenate(net.batches).tolist())
 
     assert len(held_out(0)) == 10
@@ -211,7 +211,7 @@ def test_small_epochs_cover_the_training_set_evenly() -> None:
     """100 records per epoch over 250 training records: 5 epochs are exactly 2 passes."""
     X, y = indexed(300)
     net = Recording(input_shape=SHAPE)
-    history = fit(net, X, y, epochs=5, epoch_size=100, learning_rate=0.01, validation_size=50)
+    history = fit(net, X, y, epochs=5, epoch_size=100, learning_rate=0.01, validation_size=50, engine="numpy")
     assert [e.records for e in history.epochs] == [100, 200, 300, 400, 500]
     seen = np.concatenate(net.batches)
     assert len(seen) == 500
@@ -285,7 +285,7 @@ def test_training_lowers_the_loss(batch_size: int) -> None:
 def test_batches_are_the_right_size() -> None:
     X, y = indexed(30)
     net = Recording(input_shape=SHAPE)
-    fit(net, X, y, epochs=2, epoch_size=20, batch_size=8, learning_rate=0.01, validation_size=0)
+    fit(net, X, y, epochs=2, epoch_size=20, batch_size=8, learning_rate=0.01, validation_size=0, engine="numpy")
     assert [len(b) for b in net.batches] == [8, 8, 4, 8, 8, 4]
 
 
@@ -293,7 +293,7 @@ def test_batch_larger_than_the_epoch_is_one_update_per_epoch() -> None:
     X, y = synthetic(40)
     net = Recording(input_shape=SHAPE)
     before = params_copy(net)
-    history = fit(net, X, y, epochs=3, batch_size=1000, learning_rate=0.5, validation_size=0)
+    history = fit(net, X, y, epochs=3, batch_size=1000, learning_rate=0.5, validation_size=0, engine="numpy")
     assert [len(b) for b in net.batches] == [40, 40, 40]
     assert [e.records for e in history.epochs] == [40, 80, 120]
     assert not np.array_equal(before["W"], net.W)
@@ -452,3 +452,32 @@ def test_evaluate_of_nothing_is_nan() -> None:
     net = ConvNet(input_shape=SHAPE)
     accuracy, loss = evaluate(net, np.zeros((0, *SHAPE), np.float32), np.zeros(0, np.int64))
     assert math.isnan(accuracy) and math.isnan(loss)
+
+
+@pytest.mark.parametrize("batch_size", [1, 7])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_numba_and_numpy_engines_give_the_same_history_and_parameters(batch_size: int, dtype: str) -> None:
+    """The compiled engine is the reference maths, faster: same seed, same history and parameters."""
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(3)
+    X = rng.integers(0, 256, (120, 28, 28), dtype=np.uint8)
+    y = rng.integers(0, 10, 120)
+    runs = {}
+    for engine in ("numpy", "numba"):
+        net = ConvNet(seed=5, dtype=dtype, pool="max", activation="relu", bias=True)
+        history = fit(net, X, y, epochs=3, batch_size=batch_size, learning_rate=0.01, validation_size=20,
+                      engine=engine)
+        assert history.engine == engine
+        runs[engine] = (net, history)
+    (reference, reference_history), (fast, fast_history) = runs["numpy"], runs["numba"]
+    tolerance = 1e-9 if dtype == "float64" else 1e-4
+    for name, value in reference.parameters().items():
+        np.testing.assert_allclose(fast.parameters()[name], value, rtol=tolerance, atol=tolerance)
+    for slow_epoch, fast_epoch in zip(reference_history.epochs, fast_history.epochs, strict=True):
+        assert fast_epoch.train_accuracy == pytest.approx(slow_epoch.train_accuracy, abs=0.01)
+        assert fast_epoch.train_loss == pytest.approx(slow_epoch.train_loss, rel=tolerance * 10)
+
+
+def test_an_unknown_engine_is_refused() -> None:
+    with pytest.raises(ConfigError, match="engine"):
+        fit(ConvNet(), np.zeros((10, 28, 28), np.uint8), np.zeros(10, int), epochs=1, engine="cuda")

@@ -92,8 +92,8 @@ class ConvNet:
 
     # ---- computing ---------------------------------------------------------------------------
 
-    def prepare(self, X: Any) -> np.ndarray:
-        """Check images and scale them to the network's dtype in [0, 1]. Returns (N, H, W)."""
+    def check_images(self, X: Any) -> np.ndarray:
+        """Check images; uint8 stays uint8 (1 byte a pixel), floats must lie in [0, 1]. Returns (N, H, W)."""
         X = np.asarray(X)
         if X.ndim != 3 or X.shape[1:] != self.input_shape:
             hint = " (for one image pass X[None])" if X.shape == self.input_shape else ""
@@ -101,7 +101,7 @@ class ConvNet:
                 f"expected images of shape (N, {self.input_shape[0]}, {self.input_shape[1]}), got {X.shape}{hint}"
             )
         if X.dtype == np.uint8:
-            return X.astype(self.dtype) / np.array(255, self.dtype)  # pixels 0..255 → [0, 1]
+            return X
         if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
             raise ConfigError(f"images must be uint8 or real numbers, got dtype {X.dtype}")
         X = X.astype(self.dtype, copy=False)
@@ -112,6 +112,16 @@ class ConvNet:
                 f"float pixel values must lie in [0, 1], got [{X.min():g}, {X.max():g}] (divide by 255?)"
             )
         return X
+
+    def scale(self, X: np.ndarray) -> np.ndarray:
+        """Checked images in the network's dtype: uint8 pixels 0..255 → [0, 1]; floats as they are."""
+        if X.dtype == np.uint8:
+            return X.astype(self.dtype) / np.array(255, self.dtype)
+        return X
+
+    def prepare(self, X: Any) -> np.ndarray:
+        """Check images and scale them to the network's dtype in [0, 1]. Returns (N, H, W)."""
+        return self.scale(self.check_images(X))
 
     def prepare_labels(self, y: Any, n: int) -> np.ndarray:
         """Check class labels: n integers in 0..9. Returns (n,) int64."""
@@ -183,17 +193,20 @@ class ConvNet:
         return Y_full, Z[0]
 
     def scores(self, X: np.ndarray) -> np.ndarray:
-        """Class scores A: (N, 10) for prepared images, computed in chunks of PREDICT_CHUNK."""
-        chunks = [self.forward(X[i : i + PREDICT_CHUNK])[0] for i in range(0, len(X), PREDICT_CHUNK)]
+        """Class scores A: (N, 10) for checked images (uint8 or prepared), in chunks of PREDICT_CHUNK.
+
+        Chunks bound the memory: uint8 images are scaled to floats one chunk at a time.
+        """
+        chunks = [self.forward(self.scale(X[i : i + PREDICT_CHUNK]))[0] for i in range(0, len(X), PREDICT_CHUNK)]
         return np.concatenate(chunks) if chunks else np.zeros((0, CLASSES), self.dtype)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """P: (N, 10), the softmax of the class scores. X: (N, H, W) uint8 or float in [0, 1]."""
-        return np.exp(layers.log_softmax(self.scores(self.prepare(X))))
+        return np.exp(layers.log_softmax(self.scores(self.check_images(X))))
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class of each image: (N,) int64."""
-        return self.scores(self.prepare(X)).argmax(axis=1)
+        return self.scores(self.check_images(X)).argmax(axis=1)
 
     # ---- files -------------------------------------------------------------------------------
 

@@ -31,12 +31,14 @@ from scratchcnn.train import (
     confusion_matrix,
     evaluate,
     fit,
+    resolve_engine,
 )
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "dataset": "mnist", "learning_rate": LEARNING_RATE, "epochs": EPOCHS, "batch_size": BATCH_SIZE,
     "epoch_size": None, "train_size": None, "validation_size": VALIDATION_SIZE, "seed": 0,
     "filters": 3, "kernel_size": 3, "pool": "decimate", "activation": "none", "bias": False, "dtype": "float32",
+    "engine": "auto",
 }
 NETWORK_OPTIONS = ("filters", "kernel_size", "pool", "activation", "bias", "dtype")
 EXTENDABLE = ("epochs",)  # a resumed run may be given more epochs than it was started with
@@ -91,6 +93,8 @@ def train_run(
         fingerprint = saved["data_fingerprint"]
     else:
         options = resolve_options(given)
+        # Saved as resolved: a resumed run must use the same engine to end bit for bit the same.
+        options["engine"] = resolve_engine(options["engine"])
     data = load_dataset(options["dataset"], data_dir, download=download, progress=progress)
     out.mkdir(parents=True, exist_ok=True)  # fail now, not after the first epoch, if out cannot be written
     if resume and data_fingerprint(data.train_images, data.train_labels) != fingerprint:
@@ -105,11 +109,11 @@ def train_run(
     history = fit(
         net, data.train_images, data.train_labels,
         **{k: options[k] for k in ("learning_rate", "epochs", "batch_size", "epoch_size", "train_size",
-                                   "validation_size", "seed")},
+                                   "validation_size", "seed", "engine")},
         progress=progress, on_epoch=lambda record: say(epoch_line(record)), resume=state,
         save_state=lambda s: save_checkpoint(checkpoint_path, net, s, saved_options),
     )
-    X_test, y_test = net.prepare(data.test_images), data.test_labels.astype(np.int64)
+    X_test, y_test = net.check_images(data.test_images), data.test_labels.astype(np.int64)
     test_accuracy, test_loss = evaluate(net, X_test, y_test)
     summary = run_summary(options, history, test_accuracy, test_loss, out / "model.npz")
     summary["confusion_matrix"] = confusion_matrix(y_test, net.scores(X_test).argmax(axis=1)).tolist()
@@ -130,6 +134,8 @@ def run_summary(options: dict[str, Any], history: History, test_accuracy: float,
         "epochs": len(history.epochs),
         "seconds_per_epoch": float(np.mean([e.seconds for e in history.epochs])) if history.epochs else None,
         "stopped": history.stopped,
+        "engine": history.engine,
+        "compile_seconds": history.compile_seconds,
         "model": str(model_path),
         "options": options,
         "history": [vars(e) for e in history.epochs],

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from scratchcnn import engine as engines
 from scratchcnn.errors import ConfigError
 from scratchcnn.model import CLASSES, ConvNet
 
@@ -47,6 +48,8 @@ class History:
 
     epochs: list[EpochRecord] = field(default_factory=list)
     stopped: str | None = None
+    engine: str | None = None  # which SGD engine ran: "numba" or "numpy"
+    compile_seconds: float = 0.0  # compiling (or loading) the numba kernel, not counted in epoch seconds
 
     def to_json(self) -> str:
         return json.dumps({"epochs": [asdict(e) for e in self.epochs], "stopped": self.stopped}, indent=2)
@@ -59,8 +62,21 @@ class History:
         return out.getvalue()
 
 
+ENGINES = ("auto", "numba", "numpy")
+
+
+def resolve_engine(engine: str) -> str:
+    """The engine "auto" stands for here ("numba" when Numba is installed); refuse an unavailable one."""
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    available = engines.numba_available()
+    if engine == "numba" and not available:
+        raise ConfigError("the numba engine needs Numba: pip install numba, or use --engine numpy")
+    return "numba" if engine == "auto" and available else "numpy" if engine == "auto" else engine
+
+
 def evaluate(net: ConvNet, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy of net on prepared images X: (N, H, W) and labels y: (N,)."""
+    """Accuracy and mean cross-entropy of net on checked images X: (N, H, W) and labels y: (N,)."""
     if len(X) == 0:
         return math.nan, math.nan
     A = net.scores(X)
@@ -139,6 +155,7 @@ def fit(
     train_size: int | None = None,
     validation_size: float | int = VALIDATION_SIZE,
     seed: int = 0,
+    engine: str = "auto",
     progress: bool = False,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     save_state: Callable[[TrainState], None] | None = None,
@@ -152,6 +169,7 @@ def fit(
     After each epoch ``on_epoch`` gets its record and ``save_state`` the TrainState; passing such a
     state back as ``resume`` (with the same data, options and parameters) continues the run exactly.
     A NaN or infinite loss stops training and restores the parameters of the last good epoch.
+    ``engine``: "numba" (compiled), "numpy" (the readable reference) or "auto" (numba if installed).
     """
     if not learning_rate > 0 or not math.isfinite(learning_rate):
         raise ConfigError(f"learning_rate must be a positive number, got {learning_rate}")
@@ -160,8 +178,9 @@ def fit(
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
                                   or value < minimum):
             raise ConfigError(f"{name} must be a whole number ≥ {minimum}, got {value!r}")
-    X = net.prepare(images)
+    X = net.check_images(images)  # uint8 stays 1 byte a pixel: scaled batch by batch
     y = net.prepare_labels(labels, len(X))
+    compiled = resolve_engine(engine) == "numba"
     n, held_out = split_sizes(len(X), train_size, validation_size)
     rng = np.random.default_rng(seed)
     split = rng.permutation(n)
@@ -177,6 +196,8 @@ def fit(
         stream = RecordStream(len(X_train), rng, resume.order.copy(), resume.position)
         history, step = History(list(resume.history.epochs), resume.history.stopped), resume.step
     first_epoch = len(history.epochs) + 1
+    history.engine = "numba" if compiled else "numpy"
+    history.compile_seconds = engines.warm_up(net.dtype) if compiled else 0.0  # kept out of epoch times
     params = net.parameters()
     bar = tqdm(total=max(epochs - first_epoch + 1, 0) * epoch_size, unit="img", disable=not progress,
                leave=False, dynamic_ncols=True)
@@ -186,15 +207,10 @@ def fit(
             last_good = {name: p.copy() for name, p in params.items()}
             start = time.perf_counter()
             order = stream.take(epoch_size)
-            for first in range(0, epoch_size, batch_size):
-                batch = order[first : first + batch_size]
-                L, grads = net.loss_and_gradients_prepared(X_train[batch], y_train[batch])
-                if not math.isfinite(L):
-                    break
-                for name, p in params.items():
-                    p -= learning_rate * grads[name]  # θ ← θ − η ∂L/∂θ
-                step += 1
-                bar.update(len(batch))
+            # θ ← θ − η ∂L/∂θ for each batch of the epoch (engine.py; the NumPy path is model.py's equations)
+            steps, L = engines.sgd_epoch(net, X_train, y_train, order, learning_rate, batch_size, compiled)
+            step += steps
+            bar.update(epoch_size)
             seconds = time.perf_counter() - start
             record = EpochRecord(
                 epoch, epoch * epoch_size, *evaluate(net, X_train, y_train),

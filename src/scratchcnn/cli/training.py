@@ -29,7 +29,7 @@ from scratchcnn.figures import FIGURE_NAMES, plot_accuracy, plot_confusion, save
 from scratchcnn.layers import ACTIVATIONS, POOLS
 from scratchcnn.model import CLASSES, ConvNet
 from scratchcnn.runs import TRAIN_DEFAULTS, train_run
-from scratchcnn.train import BATCH_SIZE, EPOCHS, LEARNING_RATE, VALIDATION_SIZE, confusion_matrix
+from scratchcnn.train import BATCH_SIZE, ENGINES, EPOCHS, LEARNING_RATE, VALIDATION_SIZE, confusion_matrix
 
 
 def add_commands(commands: Any) -> None:
@@ -67,6 +67,8 @@ def add_train_command(commands: Any) -> None:
     net.add_argument("--activation", choices=ACTIVATIONS, help="applied after the convolution (default: none)")
     net.add_argument("--bias", action="store_true", default=None, help="add a bias b to the dense layer: A = W Z + b")
     net.add_argument("--dtype", choices=("float32", "float64"), help="floating-point precision (default: float32)")
+    net.add_argument("--engine", choices=ENGINES, help="SGD engine: numba (compiled, fast), numpy (the readable "
+                     "reference, same results to float precision), auto: numba when installed (default: auto)")
     out = parser.add_argument_group("output")
     out.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: runs/<timestamp>)")
     out.add_argument("--resume", type=Path, metavar="DIR",
