@@ -10,8 +10,9 @@ filter) so that the convolution of a whole batch is a single matrix product of t
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 POOLS = ("decimate", "max", "avg")
 ACTIVATIONS = ("none", "relu")
@@ -26,9 +27,17 @@ def patches(X: np.ndarray, k: int, stride: int, rows: int, cols: int) -> np.ndar
     N, H, W = X.shape
     Xpad = np.zeros((N, H + k - 1, W + k - 1), dtype=X.dtype)
     Xpad[:, :H, :W] = X
-    windows = sliding_window_view(Xpad, (k, k), axis=(1, 2))  # (N, H, W, k, k): X(i+a, j+b)
-    kept = windows[:, : stride * rows : stride, : stride * cols : stride]
-    return kept.reshape(N * rows * cols, k * k)
+    # One gather with precomputed flat indices: faster than copying a strided window view.
+    return np.take(Xpad.reshape(N, -1), _window_indices(H, W, k, stride, rows, cols), axis=1).reshape(-1, k * k)
+
+
+@functools.lru_cache(maxsize=32)
+def _window_indices(H: int, W: int, k: int, stride: int, rows: int, cols: int) -> np.ndarray:
+    """Flat indices into the padded (H+k−1)×(W+k−1) image of pixel (stride·p + a, stride·q + b)."""
+    p, q, a = stride * np.arange(rows), stride * np.arange(cols), np.arange(k)
+    row = p[:, None, None, None] + a[None, None, :, None]  # (rows, 1, k, 1)
+    col = q[None, :, None, None] + a[None, None, None, :]  # (1, cols, 1, k)
+    return (row * (W + k - 1) + col).reshape(-1)
 
 
 def convolve(Xcol: np.ndarray, f: np.ndarray) -> np.ndarray:
