@@ -204,8 +204,11 @@ class ConvNet:
         if len(starts) == 0:
             return np.zeros((0, CLASSES), self.dtype)
 
+        caller_errstate = np.geterr()  # np.errstate is per thread: the workers take the caller's
+
         def chunk(start: int) -> np.ndarray:
-            return self.forward(self.scale(X[start : start + PREDICT_CHUNK]))[0]
+            with np.errstate(**caller_errstate):
+                return self.forward(self.scale(X[start : start + PREDICT_CHUNK]))[0]
 
         if len(starts) == 1:
             return chunk(0)
