@@ -251,7 +251,7 @@ def test_network_options_reach_the_saved_model(small_model: Path, tmp_path: Path
                                                capsys: pytest.CaptureFixture[str]) -> None:
     net = ConvNet.load(small_model)
     assert net.config == {"filters": 4, "kernel_size": 5, "pool": "max", "activation": "relu", "bias": True,
-                          "input_shape": [8, 8], "dtype": "float64"}
+                          "input_shape": [8, 8], "dtype": "float64", "classes": 10}
     assert net.f.shape == (4, 5, 5) and net.W.shape == (10, 4, 4, 4) and net.b.shape == (10,)
     assert net.W.dtype == np.float64
     assert net.dataset == "mnist"

@@ -251,3 +251,17 @@ def test_without_numba_the_numpy_path_runs(when: str) -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "3"
+
+
+@pytest.mark.parametrize("classes", [2, 13])
+def test_the_engine_handles_any_number_of_classes(classes: int) -> None:
+    rng = np.random.default_rng(classes)
+    X = rng.uniform(size=(30, 9, 8))
+    y = rng.integers(0, classes, 30)
+    order = rng.integers(0, 30, 40)
+    fast = ConvNet(classes=classes, bias=True, input_shape=(9, 8), dtype="float64", seed=2)
+    slow = ConvNet(classes=classes, bias=True, input_shape=(9, 8), dtype="float64", seed=2)
+    engine.sgd_epoch(fast, X, y, order, 0.05, 3)
+    engine.sgd_epoch(slow, X, y, order, 0.05, 3, compiled=False)
+    for name, value in slow.parameters().items():
+        np.testing.assert_allclose(fast.parameters()[name], value, rtol=1e-10, atol=1e-12)

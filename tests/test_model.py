@@ -512,7 +512,7 @@ def test_good_constructor_arguments():
     assert net.input_shape == (2, 2)
     assert net.config == {
         "filters": 2, "kernel_size": 1, "pool": "decimate", "activation": "none", "bias": False,
-        "input_shape": [2, 2], "dtype": "float64",
+        "input_shape": [2, 2], "dtype": "float64", "classes": 10,
     }
 
 
@@ -870,3 +870,32 @@ def test_parameter_pairs_independent():
     net = ConvNet(filters=4)
     for i, j in itertools.combinations(range(4), 2):
         assert not np.array_equal(net.f[i], net.f[j])
+
+
+@pytest.mark.parametrize("classes", [2, 3, 26])
+def test_any_number_of_classes(classes):
+    """The output layer has C rows: W (C, K, H', W'), b (C,), P (N, C); gradients still exact."""
+    rng = np.random.default_rng(classes)
+    net = ConvNet(classes=classes, bias=True, input_shape=(6, 7), dtype="float64", seed=1)
+    assert net.W.shape == (classes, 3, 3, 3) and net.b.shape == (classes,)
+    X, y = rng.uniform(size=(4, 6, 7)), rng.integers(0, classes, 4)
+    assert net.predict_proba(X).shape == (4, classes)
+    _loss, grads = net.loss_and_gradients(X, y)
+    W = net.W
+    numeric = np.zeros_like(W)
+    for idx in np.ndindex(W.shape):
+        old = W[idx]
+        W[idx] = old + 1e-6
+        up, _ = net.loss_and_gradients(X, y)
+        W[idx] = old - 1e-6
+        down, _ = net.loss_and_gradients(X, y)
+        W[idx] = old
+        numeric[idx] = (up - down) / 2e-6
+    assert np.abs(numeric - grads["W"]).max() / np.abs(numeric).max() < 1e-6
+    with pytest.raises(ConfigError, match="labels"):
+        net.loss_and_gradients(X, np.full(4, classes))
+
+
+def test_one_class_is_refused():
+    with pytest.raises(ConfigError, match="classes"):
+        ConvNet(classes=1)

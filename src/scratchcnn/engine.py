@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from scratchcnn.errors import ConfigError
-from scratchcnn.model import CLASSES, ConvNet
+from scratchcnn.model import ConvNet
 
 # Whether the compiled engine is used. True when Numba is installed; it turns False on first use (and
 # sgd_epoch falls back to NumPy) if Numba cannot be imported or NUMBA_DISABLE_JIT is set. warm_up()
@@ -275,7 +275,7 @@ def _descend(p, g, lr, zero):
 
 
 def _widen(W2, Ww, Wp, Cw, back):
-    """Copy W (10, K·H'·W') into the wide layout Ww (10, K·H'·Cw), or back if ``back``."""
+    """Copy W (C, K·H'·W') into the wide layout Ww (C, K·H'·Cw), or back if ``back``."""
     rows = W2.shape[1] // Wp
     for c in range(W2.shape[0]):
         for row in range(rows):
@@ -289,7 +289,7 @@ def _widen(W2, Ww, Wp, Cw, back):
 
 
 def _epoch(X, y, order, f2, W2, b, lr, batch_size, k, pool, relu, bias, divisor):
-    """One epoch of SGD in place on f2 (K, k·k), W2 (10, K·H'·W') and b (10,). Returns (steps, last loss).
+    """One epoch of SGD in place on f2 (K, k·k), W2 (C, K·H'·W') and b (C,). Returns (steps, last loss).
 
     pool: 0 decimate, 1 max, 2 avg; relu, bias: 0 or 1. Stops before the update of a batch whose loss
     is not finite; W2 then holds the parameters after the last good step, like f2 and b.
@@ -311,10 +311,11 @@ def _epoch(X, y, order, f2, W2, b, lr, batch_size, k, pool, relu, bias, divisor)
     valid = np.zeros(T, np.bool_)
     for t in range(T):
         valid[t] = t % Cw < Wp
-    Ww = np.zeros((CLASSES, K * T), f2.dtype)
+    C = W2.shape[0]  # classes
+    Ww = np.zeros((C, K * T), f2.dtype)
     _widen(W2, Ww, Wp, Cw, False)
-    A, dA = np.zeros(CLASSES, f2.dtype), np.zeros(CLASSES, f2.dtype)
-    gf, gW, gb = np.zeros_like(f2), np.zeros_like(Ww), np.zeros(CLASSES, f2.dtype)
+    A, dA = np.zeros(C, f2.dtype), np.zeros(C, f2.dtype)
+    gf, gW, gb = np.zeros_like(f2), np.zeros_like(Ww), np.zeros(C, f2.dtype)
     const = np.zeros(4, f2.dtype)
     const[0], const[1] = 1, 0.25
     one, quarter, zero = const[0], const[1], const[2]
@@ -444,18 +445,18 @@ def sgd_epoch(net: ConvNet, X: np.ndarray, y: np.ndarray, order: np.ndarray, lea
     # The compiled code does not check indices: check them here, once (O(N), microseconds).
     if order.min() < 0 or order.max() >= len(X):
         raise ConfigError(f"order holds indices outside 0..{len(X) - 1}")
-    if len(y) and (y.min() < 0 or y.max() >= CLASSES):
-        raise ConfigError(f"labels must lie in 0..{CLASSES - 1}")
+    if len(y) and (y.min() < 0 or y.max() >= net.classes):
+        raise ConfigError(f"labels must lie in 0..{net.classes - 1}")
 
     kernel = _kernel() if compiled else None
     if kernel is None:
         return _numpy_epoch(net, X, y, order, learning_rate, int(batch_size))
     params = net.parameters()
     work = {name: np.ascontiguousarray(p) for name, p in params.items()}  # the arrays themselves if contiguous
-    b = work.get("b", np.zeros(CLASSES, dtype))
+    b = work.get("b", np.zeros(net.classes, dtype))
     with np.errstate(over="ignore"):  # as in NumPy's p -= η·g, η is rounded to the dtype (maybe to inf)
         learning_rate = dtype.type(learning_rate)
-    steps, loss = kernel(X, y, order, work["f"].reshape(net.filters, -1), work["W"].reshape(CLASSES, -1), b,
+    steps, loss = kernel(X, y, order, work["f"].reshape(net.filters, -1), work["W"].reshape(net.classes, -1), b,
                          learning_rate, int(batch_size), net.kernel_size, POOL_CODES[net.pool],
                          int(net.activation == "relu"), int(net.bias), dtype.type(255 if X.dtype == np.uint8 else 1))
     for name, p in params.items():

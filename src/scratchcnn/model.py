@@ -44,6 +44,7 @@ class ConvNet:
         input_shape: tuple[int, int] = (28, 28),
         seed: int | None = 0,
         dtype: str = "float32",
+        classes: int = CLASSES,
     ) -> None:
         self.filters = _positive_int("filters", filters)
         self.kernel_size = _positive_int("kernel_size", kernel_size)
@@ -51,6 +52,9 @@ class ConvNet:
         self.activation = _choice("activation", activation, layers.ACTIVATIONS)
         self.bias = bool(bias)
         self.input_shape = _input_shape(input_shape)
+        self.classes = _positive_int("classes", classes)
+        if self.classes < 2:
+            raise ConfigError(f"classes must be at least 2, got {classes}")
         self.dtype = _dtype(dtype)
         self.dataset: str | None = None  # what it was trained on, recorded in saved files
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
@@ -62,9 +66,9 @@ class ConvNet:
         K, k = self.filters, self.kernel_size
         self.f = (rng.uniform(-1, 1, (K, k, k)) / k).astype(self.dtype)  # fan_in = k²
         fan_in = K * self.pooled_shape[0] * self.pooled_shape[1]
-        self.W = (rng.uniform(-1, 1, (CLASSES, K, *self.pooled_shape)) / np.sqrt(fan_in)).astype(self.dtype)
+        self.W = (rng.uniform(-1, 1, (self.classes, K, *self.pooled_shape)) / np.sqrt(fan_in)).astype(self.dtype)
         if self.bias:
-            self.b = np.zeros(CLASSES, self.dtype)
+            self.b = np.zeros(self.classes, self.dtype)
 
     @property
     def pooled_shape(self) -> tuple[int, int]:
@@ -77,7 +81,7 @@ class ConvNet:
         return {
             "filters": self.filters, "kernel_size": self.kernel_size, "pool": self.pool,
             "activation": self.activation, "bias": self.bias,
-            "input_shape": list(self.input_shape), "dtype": self.dtype,
+            "input_shape": list(self.input_shape), "dtype": self.dtype, "classes": self.classes,
         }
 
     def parameters(self) -> dict[str, np.ndarray]:
@@ -132,8 +136,8 @@ class ConvNet:
             raise ConfigError(f"expected {n} labels of shape ({n},), got shape {y.shape}")
         if not np.issubdtype(y.dtype, np.integer):
             raise ConfigError(f"labels must be integers 0..9, got dtype {y.dtype}")
-        if n and (y.min() < 0 or y.max() >= CLASSES):
-            raise ConfigError(f"labels must lie in 0..9, got [{y.min()}, {y.max()}]")
+        if n and (y.min() < 0 or y.max() >= self.classes):
+            raise ConfigError(f"labels must lie in 0..{self.classes - 1}, got [{y.min()}, {y.max()}]")
         return y.astype(np.int64, copy=False)
 
     def forward(self, X: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
@@ -145,7 +149,7 @@ class ConvNet:
         Xcol = layers.patches(X, k, stride, rows * 2 // stride, cols * 2 // stride)  # (N·positions, k·k)
         Y = layers.convolve(Xcol, self.f)  # Y_k(i, j) = Σ_a Σ_b X(i+a, j+b) f_k(a, b)
         Z, winner = layers.pool(layers.activate(Y, self.activation), self.pool, N, rows, cols)
-        A = Z.reshape(N, -1) @ self.W.reshape(CLASSES, -1).T  # A = W Z
+        A = Z.reshape(N, -1) @ self.W.reshape(self.classes, -1).T  # A = W Z
         if self.bias:
             A = A + self.b  # A = W Z + b
         return A, {"Xcol": Xcol, "Y": Y, "Z": Z, "winner": winner}
@@ -156,7 +160,7 @@ class ConvNet:
         grads = {"W": (dA.T @ Z.reshape(len(Z), -1)).reshape(self.W.shape)}  # ∂L/∂W = ∂L/∂A ⊗ Z
         if self.bias:
             grads["b"] = dA.sum(axis=0)  # ∂L/∂b = ∂L/∂A
-        dZ = (dA @ self.W.reshape(CLASSES, -1)).reshape(Z.shape)  # ∂L/∂Z = Wᵀ ∂L/∂A
+        dZ = (dA @ self.W.reshape(self.classes, -1)).reshape(Z.shape)  # ∂L/∂Z = Wᵀ ∂L/∂A
         dY = layers.pool_backward(dZ, self.pool, cache["winner"])
         dY = layers.activate_backward(dY, cache["Y"], self.activation)
         grads["f"] = layers.convolve_backward(dY, cache["Xcol"], self.f.shape)  # Σ ∂L/∂Y_k X(m+a, n+b)
@@ -202,7 +206,7 @@ class ConvNet:
         """
         starts = range(0, len(X), PREDICT_CHUNK)
         if len(starts) == 0:
-            return np.zeros((0, CLASSES), self.dtype)
+            return np.zeros((0, self.classes), self.dtype)
 
         caller_errstate = np.geterr()  # np.errstate is per thread: the workers take the caller's
 

@@ -132,7 +132,7 @@ def _test_figures_input(net: ConvNet, dataset: str, data_dir: str | os.PathLike 
                                                                             " and the confusion matrix")
         return None, "", matrix, f"The {dataset} test set was not found, so {left_out} are left out. ({error})"
     y = data.test_labels.astype(np.int64)
-    matrix = confusion_matrix(y, net.predict(data.test_images))
+    matrix = confusion_matrix(y, net.predict(data.test_images), net.classes)
     return data.test_images[0], names[y[0]], matrix, ""
 
 

@@ -116,7 +116,7 @@ def train_run(
     X_test, y_test = net.check_images(data.test_images), data.test_labels.astype(np.int64)
     test_accuracy, test_loss = evaluate(net, X_test, y_test)
     summary = run_summary(options, history, test_accuracy, test_loss, out / "model.npz")
-    summary["confusion_matrix"] = confusion_matrix(y_test, net.scores(X_test).argmax(axis=1)).tolist()
+    summary["confusion_matrix"] = confusion_matrix(y_test, net.scores(X_test).argmax(axis=1), net.classes).tolist()
     net.save(out / "model.npz")
     write_text_atomically(out / "history.json", json.dumps(summary, indent=2) + "\n")
     write_text_atomically(out / "history.csv", history.to_csv())

@@ -85,9 +85,10 @@ def evaluate(net: ConvNet, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float((A.argmax(axis=1) == y).mean()), float(-log_P_y.mean())
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """C[i, j] = how many images of class i were predicted as class j. Returns (10, 10) int64."""
-    return np.bincount(y_true * CLASSES + y_pred, minlength=CLASSES * CLASSES).reshape(CLASSES, CLASSES)
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int = CLASSES) -> np.ndarray:
+    """M[i, j] = how many images of class i were predicted as class j. Returns (classes, classes) int64."""
+    counts = np.bincount(np.asarray(y_true) * classes + np.asarray(y_pred), minlength=classes * classes)
+    return counts.reshape(classes, classes)
 
 
 def split_sizes(n: int, train_size: int | None, validation_size: float | int) -> tuple[int, int]:

@@ -70,7 +70,7 @@ def run_figures(args: argparse.Namespace) -> int:
     history_path = args.model.parent / "history.json"
     history = _read_history(history_path) if history_path.is_file() else None
     y_true = data.test_labels.astype(np.int64)
-    matrix = confusion_matrix(y_true, net.predict(data.test_images))
+    matrix = confusion_matrix(y_true, net.predict(data.test_images), net.classes)
     names = CLASS_NAMES[name]
     label = names[int(y_true[args.image_index])]
     out = args.out or args.model.parent / "figures"

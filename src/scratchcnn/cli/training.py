@@ -27,7 +27,7 @@ from scratchcnn.data import CLASS_NAMES, load_dataset
 from scratchcnn.errors import ConfigError, ScratchCNNError
 from scratchcnn.figures import FIGURE_NAMES, plot_accuracy, plot_confusion, save_figure
 from scratchcnn.layers import ACTIVATIONS, POOLS
-from scratchcnn.model import CLASSES, ConvNet
+from scratchcnn.model import ConvNet
 from scratchcnn.runs import TRAIN_DEFAULTS, train_run
 from scratchcnn.train import BATCH_SIZE, ENGINES, EPOCHS, LEARNING_RATE, VALIDATION_SIZE, confusion_matrix
 
@@ -129,7 +129,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         )
     y_true = data.test_labels.astype(np.int64)
     y_pred = net.predict(data.test_images)
-    matrix = confusion_matrix(y_true, y_pred)
+    matrix = confusion_matrix(y_true, y_pred, net.classes)
     per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
     result = {
         "model": str(args.model), "dataset": name, "test_images": len(y_true),
@@ -143,7 +143,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(f"test accuracy {result['test_accuracy']:.4f} on {len(y_true)} {name} test images")
     print("per-class accuracy: " + "  ".join(f"{c}:{a:.3f}" for c, a in enumerate(per_class)))
     print("confusion matrix (rows: true class, columns: predicted):")
-    print("      " + "".join(f"{c:>6}" for c in range(CLASSES)))
+    print("      " + "".join(f"{c:>6}" for c in range(net.classes)))
     for c, row in enumerate(matrix):
         print(f"{c:>6}" + "".join(f"{v:>6}" for v in row))
     return 0
