@@ -20,7 +20,10 @@ from scratchcnn import download as downloads
 from scratchcnn.errors import DataError
 from scratchcnn.files import write_atomically
 
-DATASETS = ("mnist", "fashion-mnist")
+DOWNLOADABLE = ("mnist", "fashion-mnist")  # four IDX files each, found on disk or downloaded
+BUNDLED = ("digits",)  # shipped inside scikit-learn (the optional extra): no files, no download
+DATASETS = DOWNLOADABLE + BUNDLED
+DIGITS_TEST = 360  # the last 360 of scikit-learn's 1 797 digits are the test set (20 %)
 FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -29,6 +32,7 @@ FILES = {
 }
 CLASS_NAMES = {
     "mnist": tuple(str(digit) for digit in range(10)),
+    "digits": tuple(str(digit) for digit in range(10)),
     "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                       "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
 }
@@ -176,6 +180,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, downlo
     """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if name == "digits":
+        return load_digits()
     looked = []
     for base in search_dirs(data_dir):
         directory = base / name
@@ -195,6 +201,24 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, downlo
         raise DataError(f"{needed}; downloading failed: {error}. To use local files, {hint}") from None
     directory = results[0].path.parent
     return _read_dataset(name, directory, find_files(directory))
+
+
+def load_digits() -> Dataset:
+    """scikit-learn's bundled 8×8 handwritten digits (1 797, from 43 writers): a small offline dataset.
+
+    Pixels 0..16 are stretched to 0..255 so they read like MNIST's; the first 1 437 images train, the
+    last 360 test (an ordered split: the later writers are not seen in training).
+    """
+    try:
+        from sklearn.datasets import load_digits as sklearn_digits
+    except ImportError:
+        raise DataError("the digits dataset comes with scikit-learn: pip install 'scratchcnn[sklearn]'") from None
+    bunch = sklearn_digits()
+    images = np.rint(bunch.images * (255 / 16)).astype(np.uint8)  # (1797, 8, 8)
+    labels = bunch.target.astype(np.uint8)
+    split = len(images) - DIGITS_TEST
+    return Dataset(name="digits", directory=Path("<scikit-learn>"), train_images=images[:split],
+                   train_labels=labels[:split], test_images=images[split:], test_labels=labels[split:])
 
 
 def _read_dataset(name: str, directory: Path, paths: dict[str, Path]) -> Dataset:

@@ -152,23 +152,49 @@ def _pil_to_array(image: PILImage.Image) -> np.ndarray:
 def ink(gray: np.ndarray) -> np.ndarray:
     """How much ink each pixel holds: float64 (H, W) ≥ 0, 0 on the paper, whatever the colours.
 
-    ``gray``: (H, W) luminance 0..255. The background level is the median of the outermost rows and
-    columns; the ink lies on the side of it where the image's mean lies (ink pulls the mean its way:
-    the image median would be the paper's own level). The paper's noise (NOISE_PERCENTILE of the
-    border's distance from the background) is subtracted. Raises ImageError when nothing stands out
-    by MIN_CONTRAST gray levels.
+    ``gray``: (H, W) luminance 0..255. The paper is the plane a + b·row + c·col fitted to the outermost
+    rows and columns (flat paper gives their median level; a photo's uneven light, a slope). The ink
+    lies on the side of the paper where the image's mean lies: ink pulls the mean its way, whereas
+    the image median would be the paper's own level. The paper's noise (NOISE_PERCENTILE of the
+    border's distance from the plane, on the ink's side) is subtracted. Raises ImageError when
+    nothing stands out by MIN_CONTRAST gray levels.
     """
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = np.median(border)
-    side = np.sign(gray.mean() - background)  # −1: dark ink on light paper (to be inverted)
+    paper = paper_level(gray)
+    deviation = gray - paper
+    side = np.sign(deviation.mean())  # −1: dark ink on light paper (to be inverted)
     if side == 0:
         raise ImageError("no ink: the image is all one colour")
-    amount = np.clip(side * (gray - background), 0, None)
-    noise = np.percentile(np.clip(side * (border - background), 0, None), NOISE_PERCENTILE)
+    amount = np.clip(side * deviation, 0, None)
+    noise = np.percentile(_border(amount), NOISE_PERCENTILE)
     amount = np.clip(amount - noise, 0, None)
     if amount.max() < MIN_CONTRAST:
         raise ImageError(f"no ink: nothing differs from the background by {MIN_CONTRAST} gray levels or more")
     return amount
+
+
+def paper_level(gray: np.ndarray) -> np.ndarray:
+    """The background's gray level at each pixel: the plane fitted to the border, float64 (H, W).
+
+    Least squares on the border pixels, refitted once without the pixels that lie far from the first
+    fit (ink touching the edge of the picture), so that a stroke crossing the border does not tilt it.
+    """
+    H, W = gray.shape
+    rows, cols = np.arange(H, dtype=np.float64), np.arange(W, dtype=np.float64)
+    values = _border(gray)
+    border_rows = _border(np.broadcast_to(rows[:, None], (H, W)))
+    border_cols = _border(np.broadcast_to(cols[None, :], (H, W)))
+    design = np.column_stack([np.ones(values.size), border_rows, border_cols])
+    keep = np.ones(values.size, bool)
+    for _ in range(2):
+        coef = np.linalg.lstsq(design[keep], values[keep], rcond=None)[0]
+        residual = np.abs(values - design @ coef)
+        keep = residual <= 3 * np.median(residual[keep]) + 2  # + 2 gray levels: a clean border has no spread
+    return coef[0] + coef[1] * rows[:, None] + coef[2] * cols[None, :]
+
+
+def _border(array: np.ndarray) -> np.ndarray:
+    """The outermost rows and columns of (H, W), as one vector (corners twice)."""
+    return np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]])
 
 
 def crop_to_ink(amount: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from scratchcnn.cli.options import add_json_option, show_progress
-from scratchcnn.data import DATASETS
+from scratchcnn.data import DOWNLOADABLE
 from scratchcnn.download import download_dataset
 
 
@@ -24,7 +24,7 @@ def add_download_command(commands: Any) -> None:
         "~/.cache/scratchcnn). Files already there and verified are kept. Offline? Copy the four files "
         "into DIR/<dataset>/ yourself and pass --data-dir DIR or set SCRATCHCNN_DATA=DIR.",
     )
-    parser.add_argument("--dataset", choices=(*DATASETS, "all"), default="mnist", help="(default: mnist)")
+    parser.add_argument("--dataset", choices=(*DOWNLOADABLE, "all"), default="mnist", help="(default: mnist)")
     parser.add_argument("--data-dir", metavar="DIR", type=Path, help="where to put DIR/<dataset>/")
     parser.add_argument("--mirror", action="append", metavar="URL", default=[],
                         help="a mirror to try first (repeatable; also $SCRATCHCNN_MIRROR); {name} in it "

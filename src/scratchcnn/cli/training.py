@@ -48,7 +48,7 @@ def add_train_command(commands: Any) -> None:
     add_data_options(parser, "mnist")
     sgd = parser.add_argument_group("stochastic gradient descent")
     sgd.add_argument("--learning-rate", "--lr", type=positive_float, metavar="ETA",
-                     help=f"step size η in θ ← θ − η ∂L/∂θ (default: {LEARNING_RATE})")
+                     help=f"step size η in θ ← θ − η ∂L/∂θ (default: {LEARNING_RATE}; 0.005 for digits)")
     sgd.add_argument("--epochs", type=positive_int, metavar="N", help=f"number of epochs (default: {EPOCHS})")
     sgd.add_argument("--batch-size", type=positive_int, metavar="N",
                      help=f"records per update; 1 is the write-up's one-record-at-a-time SGD (default: {BATCH_SIZE})")
