@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed  ## seconds per 10 000-record epoch at batch sizes 1 and 32
 	$(BIN)/python benchmarks/epoch_time.py
+
+docs: $(VENV)/.installed  ## rewrite the README's command-line reference from the commands' --help
+	$(BIN)/python tools/readme_cli.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis src/*.egg-info
