@@ -21,8 +21,9 @@ demo: $(VENV)/.installed  ## train the default network on MNIST, print its test 
 	$(BIN)/scratchcnn train --out runs/demo
 	$(BIN)/scratchcnn report runs/demo
 
+# SCIPY_ARRAY_API: lets scikit-learn's estimator checks include their array-API one.
 test: $(VENV)/.installed-test  ## run the test suite
-	$(BIN)/python -m pytest
+	SCIPY_ARRAY_API=1 $(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
