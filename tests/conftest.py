@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from scratchcnn.cli import main
 from scratchcnn.data import FILES, write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,3 +59,13 @@ def no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(download, "MIRRORS", {name: () for name in download.MIRRORS})
     monkeypatch.delenv(download.MIRROR_ENV, raising=False)
+
+
+def run_main(argv: list[Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """main(argv) in process: (exit status, stdout, stderr); argparse's SystemExit gives its code."""
+    try:
+        status = main([str(a) for a in argv])
+    except SystemExit as exit_:
+        status = exit_.code if isinstance(exit_.code, int) else 1
+    out, err = capsys.readouterr()
+    return status, out, err

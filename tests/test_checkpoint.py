@@ -25,12 +25,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_fake_dataset
+from conftest import make_fake_dataset, run_main
 
 from scratchcnn import ModelFileError, runs
 from scratchcnn import checkpoint as checkpoint_module
 from scratchcnn.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from scratchcnn.cli import main
 from scratchcnn.files import write_atomically
 from scratchcnn.model import ConvNet
 from scratchcnn.train import TrainState, fit
@@ -67,16 +66,6 @@ def start(*args: Any, cwd: Path, data: Path | None = None, unbuffered: bool = Fa
     return subprocess.Popen([sys.executable, "-m", "scratchcnn", *map(str, args)], cwd=cwd,
                             env=env_for(cwd, data, unbuffered), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-
-
-def run_main(argv: list[Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """main(argv) in process: (exit status, stdout, stderr); argparse's SystemExit gives its code."""
-    try:
-        status = main([str(a) for a in argv])
-    except SystemExit as exit_:
-        status = exit_.code if isinstance(exit_.code, int) else 1
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def one_line_error(status: int, err: str, *fragments: str) -> str:

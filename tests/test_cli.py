@@ -12,10 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_fake_dataset
+from conftest import make_fake_dataset, run_main
 
 from scratchcnn import ConvNet
-from scratchcnn.cli import main
 
 SUMMARY_KEYS = {"test_accuracy", "validation_accuracy", "train_accuracy", "epochs", "seconds_per_epoch", "model"}
 NO_SECONDS = ("epoch", "records", "train_accuracy", "train_loss", "validation_accuracy", "validation_loss")
@@ -53,16 +52,6 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: st
     for fragment in fragments:
         assert fragment in lines[0]
     return lines[0]
-
-
-def run_main(argv: list[Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """main(argv) in process: (exit status, stdout, stderr); argparse's SystemExit gives its code."""
-    try:
-        status = main([str(a) for a in argv])
-    except SystemExit as exit_:
-        status = exit_.code if isinstance(exit_.code, int) else 1
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ from xml.etree import ElementTree
 
 import numpy as np
 import pytest
+from conftest import run_main
 
 from scratchcnn import experiments, train
-from scratchcnn.cli import main
 from scratchcnn.data import load_dataset
 from scratchcnn.errors import ConfigError
 
@@ -46,16 +46,6 @@ def cli(*args: Any, cwd: Path) -> subprocess.CompletedProcess[str]:
     env["HOME"] = str(cwd)
     return subprocess.run([sys.executable, "-m", "scratchcnn", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
-
-
-def run_main(argv: list[Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """main(argv) in process: (exit status, stdout, stderr); argparse's SystemExit gives its code."""
-    try:
-        status = main([str(a) for a in argv])
-    except SystemExit as exit_:
-        status = exit_.code if isinstance(exit_.code, int) else 1
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def last_json(stdout: str) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import run_main
 
-from scratchcnn.cli import main
 from scratchcnn.data import load_dataset
 from scratchcnn.errors import DataError, ScratchCNNError
 from scratchcnn.images import PILLOW_MISSING, ImageError, load_image, preprocess
@@ -97,16 +97,6 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     empty.write_bytes(b"")
     Image.new("RGB", (60, 40), (255, 255, 255)).save(white)
     return {"not an image": text, "empty": empty, "all one colour": white}
-
-
-def run_main(argv: list[Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """main(argv) in process: (exit status, stdout, stderr); argparse's SystemExit gives its code."""
-    try:
-        status = main([str(a) for a in argv])
-    except SystemExit as exit_:
-        status = exit_.code if isinstance(exit_.code, int) else 1
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def last_json(stdout: str) -> Any:
