@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from scratchcnn import __version__
-from scratchcnn.cli import datasets, experiments, pictures, predict, training
+from scratchcnn.cli import datasets, experiments, explore, pictures, predict, training
 from scratchcnn.cli.options import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from scratchcnn.errors import ScratchCNNError
 
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"scratchcnn {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for module in (training, experiments, pictures, predict, datasets):
+    for module in (training, experiments, pictures, explore, predict, datasets):
         module.add_commands(commands)
     return parser
 

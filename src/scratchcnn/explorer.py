@@ -1,0 +1,207 @@
+"""``scratchcnn explore``: one self-contained HTML page to draw a digit and watch the network work on it.
+
+The page (explorer_template.PAGE) holds the model's parameters as JSON, up to PICKER_IMAGES test images,
+the training curves as inline SVG and the forward pass in JavaScript. It links to nothing, so it opens
+from disk in any modern browser, offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scratchcnn.data import CLASS_NAMES, load_dataset
+from scratchcnn.errors import ScratchCNNError
+from scratchcnn.explorer_template import PAGE
+from scratchcnn.files import write_text_atomically
+from scratchcnn.model import ConvNet
+
+EXPLORER_NAME = "explorer.html"
+PICKER_IMAGES = 50  # test images embedded for the picker: the first ones of the test set
+
+
+@dataclass
+class Explorer:
+    """What write_explorer did: the page's path, and notes for the user (e.g. no test images found)."""
+
+    path: Path
+    notes: list[str] = field(default_factory=list)
+
+
+def write_explorer(model: str | os.PathLike, out: str | os.PathLike | None = None,
+                   data_dir: str | os.PathLike | None = None) -> Explorer:
+    """Write the explorer page for MODEL (default MODEL's folder/explorer.html), atomically.
+
+    Test images come from the model's dataset on disk (never downloaded); without them the page has no
+    picker and a note says so. history.json beside the model gives the training curves and test accuracy.
+    """
+    model = Path(model)
+    net = ConvNet.load(model)
+    notes: list[str] = []
+    dataset = net.dataset or "mnist"
+    images = labels = None
+    test_accuracy = None
+    try:
+        data = load_dataset(dataset, data_dir, download=False)
+        if data.test_images.shape[1:] != net.input_shape:
+            shape = data.test_images.shape[1:]
+            raise ScratchCNNError(f"{dataset} images are {shape}, the model takes {net.input_shape}")
+    except (ScratchCNNError, ImportError) as error:
+        reason = _first_line(error).replace("; or allow downloading", "")  # explore never downloads
+        notes.append(f"no test images embedded, the page has no picker: {reason}")
+    else:
+        images, labels = data.test_images[:PICKER_IMAGES], data.test_labels[:PICKER_IMAGES]
+        test_accuracy = float((net.predict(data.test_images) == data.test_labels).mean())
+    history, summary_accuracy, history_note = read_history(model.parent / "history.json")
+    if history_note:
+        notes.append(history_note)
+    if summary_accuracy is not None:
+        test_accuracy = summary_accuracy
+    page = build_page(net, title=f"scratchcnn explorer: {model.parent.name}/{model.name}", images=images,
+                      labels=labels, history=history, test_accuracy=test_accuracy,
+                      images_note=notes[0] if images is None else None)
+    path = Path(out) if out is not None else model.parent / EXPLORER_NAME
+    write_text_atomically(path, page)
+    return Explorer(path, notes)
+
+
+def read_history(path: Path) -> tuple[list[dict[str, Any]] | None, float | None, str | None]:
+    """(per-epoch history, test accuracy, note) from a run's history.json; Nones and a note if unusable."""
+    if not path.is_file():
+        return None, None, None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        history = [dict(e) for e in summary["history"]]
+        accuracy = summary.get("test_accuracy")
+        return history, float(accuracy) if accuracy is not None else None, None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return None, None, f"{path}: not a history.json written by scratchcnn train ({_first_line(error)}); no curves"
+
+
+def page_data(net: ConvNet, images: np.ndarray | None = None, labels: np.ndarray | None = None,
+              images_note: str | None = None) -> dict[str, Any]:
+    """The JSON the page computes with: configuration, parameters (flat, row-major), class names, images."""
+    names = CLASS_NAMES.get(net.dataset or "", ())
+    if len(names) != net.classes:
+        names = tuple(str(c) for c in range(net.classes))
+    data: dict[str, Any] = {
+        "config": net.config, "dataset": net.dataset, "class_names": list(names),
+        "f": _numbers(net.f), "W": _numbers(net.W), "b": _numbers(net.b) if net.bias else None,
+        "centre_default": True, "images": None, "images_note": images_note,
+    }
+    if images is not None and labels is not None and len(images):
+        X = np.ascontiguousarray(net.check_images(images))
+        if X.dtype != np.uint8:
+            X = np.clip(np.rint(X * 255), 0, 255).astype(np.uint8)
+        data["images"] = {"base64": base64.b64encode(X.tobytes()).decode("ascii"),
+                          "labels": [int(v) for v in labels], "indices": list(range(len(X)))}
+    return data
+
+
+def build_page(net: ConvNet, *, title: str = "scratchcnn explorer", images: np.ndarray | None = None,
+               labels: np.ndarray | None = None, history: list[dict[str, Any]] | None = None,
+               test_accuracy: float | None = None, images_note: str | None = None) -> str:
+    """The whole HTML page as a string."""
+    data = json.dumps(page_data(net, images, labels, images_note), separators=(",", ":"))
+    # Inside <script>: no "</script>" or "<!--" can appear; JSON allows these escapes.
+    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    replacements = {
+        "__TITLE__": escape(title), "__SUMMARY__": escape(describe(net, test_accuracy)),
+        "__CURVES__": curves_svg(history, test_accuracy), "__DATA__": data,
+    }
+    page = PAGE
+    for key in ("__TITLE__", "__SUMMARY__", "__CURVES__", "__DATA__"):  # __DATA__ last: its text is not scanned
+        page = page.replace(key, replacements[key])
+    return page
+
+
+def describe(net: ConvNet, test_accuracy: float | None) -> str:
+    H, W = net.input_shape
+    parts = [
+        f"{net.filters} filters of {net.kernel_size}×{net.kernel_size}", f"pooling: {net.pool}",
+        f"activation: {net.activation}", "with bias b" if net.bias else "no bias",
+        f"input {H}×{W}", f"{net.classes} classes", f"trained on {net.dataset or 'unknown data'}",
+    ]
+    accuracy = f"test accuracy {100 * test_accuracy:.2f} %" if test_accuracy is not None else "test accuracy unknown"
+    return ", ".join(parts) + "; " + accuracy + "."
+
+
+def curves_svg(history: list[dict[str, Any]] | None, test_accuracy: float | None) -> str:
+    """Train and validation accuracy per epoch (and the test accuracy) as inline SVG, or a note."""
+    if not history:
+        note = "No history.json beside the model: no training curves."
+        if test_accuracy is not None:
+            note += f" Test accuracy {100 * test_accuracy:.2f} %."
+        return f'<p class="hint">{escape(note)}</p>'
+    series = {key: [(e.get("epoch", n + 1), e.get(key)) for n, e in enumerate(history)]
+              for key in ("train_accuracy", "validation_accuracy")}
+    values = [v for s in series.values() for _, v in s if isinstance(v, (int, float)) and math.isfinite(v)]
+    if test_accuracy is not None:
+        values.append(test_accuracy)
+    if not values:
+        return '<p class="hint">history.json holds no accuracies.</p>'
+    low = max(0.0, math.floor(min(values) * 10 - 0.5) / 10)
+    width, height, left, right, top, bottom = 600, 260, 48, 200, 14, 36
+    epochs = [e for e, _ in series["train_accuracy"]]
+    first, last = min(epochs), max(max(epochs), min(epochs) + 1)
+
+    def x(epoch: float) -> float:
+        return left + (epoch - first) / (last - first) * (width - left - right)
+
+    def y(value: float) -> float:
+        return top + (1 - (value - low) / (1 - low)) * (height - top - bottom)
+
+    parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+             'aria-label="accuracy per epoch" style="font: 11px system-ui, sans-serif">']
+    for tick in np.linspace(low, 1, round((1 - low) * 10) + 1):
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#eee"/>'
+                     f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{tick:.1f}</text>')
+    step = max(1, math.ceil(len(epochs) / 10))
+    for epoch in epochs[::step]:
+        parts.append(f'<text x="{x(epoch):.1f}" y="{height - bottom + 16}" text-anchor="middle">{epoch}</text>')
+    parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 4}" text-anchor="middle">epoch</text>'
+                 f'<line x1="{left}" x2="{left}" y1="{top}" y2="{height - bottom}" stroke="#888"/>'
+                 f'<line x1="{left}" x2="{width - right}" y1="{height - bottom}" y2="{height - bottom}" '
+                 'stroke="#888"/>')
+    legend = []
+    for (key, points), colour in zip(series.items(), ("#2a6fb0", "#e08020"), strict=True):
+        good = [(e, v) for e, v in points if isinstance(v, (int, float)) and math.isfinite(v)]
+        if not good:
+            continue
+        coords = " ".join(f"{x(e):.1f},{y(v):.1f}" for e, v in good)
+        parts.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        parts += [f'<circle cx="{x(e):.1f}" cy="{y(v):.1f}" r="2.5" fill="{colour}"/>' for e, v in good]
+        legend.append((key.replace("_", " ") + f" {100 * good[-1][1]:.1f} %", colour, False))
+    if test_accuracy is not None:
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(test_accuracy):.1f}" y2="{y(test_accuracy):.1f}" '
+                     'stroke="#3a9a3a" stroke-dasharray="5 4" stroke-width="1.5"/>')
+        legend.append((f"test accuracy {100 * test_accuracy:.2f} %", "#3a9a3a", True))
+    for n, (label, colour, dashed) in enumerate(legend):
+        ly = top + 12 + 18 * n
+        dash = ' stroke-dasharray="5 4"' if dashed else ""
+        parts.append(f'<line x1="{width - right + 10}" x2="{width - right + 28}" y1="{ly - 4}" y2="{ly - 4}" '
+                     f'stroke="{colour}" stroke-width="2"{dash}/><text x="{width - right + 32}" y="{ly}">'
+                     f'{escape(label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _numbers(array: np.ndarray) -> list[float]:
+    """Flat row-major values, each the shortest decimal that reads back as the same float32/float64."""
+    flat = np.asarray(array).ravel()
+    if flat.dtype == np.float32:
+        return [float(str(v)) for v in flat]  # str(np.float32) is its shortest round-tripping form
+    return [float(v) for v in flat]
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]

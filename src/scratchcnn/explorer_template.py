@@ -1,0 +1,423 @@
+"""The page ``scratchcnn explore`` writes: HTML, CSS and the network's forward pass in JavaScript.
+
+explorer.py fills in the placeholders (__TITLE__, __SUMMARY__, __CURVES__, __DATA__). The JavaScript
+forward pass is the same equations as model.py, for every option: K filters of k×k, zero padding k−1
+at the bottom/right, activation none|relu, pool decimate|max|avg (2×2, stride 2, odd sizes drop the last
+row/column), A = W Z (+ b), softmax. It links to nothing: the file works from disk, offline.
+"""
+
+PAGE = r"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+<title>__TITLE__</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 1em 1.5em; color: #222; line-height: 1.4; }
+h1 { font-size: 1.4em; margin: 0 0 .2em; font-weight: 600; }
+h2 { font-size: 1.1em; font-weight: 600; margin: 0 0 .5em; }
+.summary { color: #444; margin: 0 0 1em; }
+.row { display: flex; flex-wrap: wrap; gap: 1.2em; align-items: flex-start; }
+.panel { border: 1px solid #ddd; border-radius: 6px; padding: .7em .9em; background: #fff; }
+canvas.px { image-rendering: pixelated; image-rendering: crisp-edges; border: 1px solid #bbb; display: block; }
+#draw { width: 280px; height: 280px; cursor: crosshair; touch-action: none; background: #fff; }
+#input { width: 196px; height: 196px; }
+.hint, .note { color: #555; font-size: .88em; max-width: 34em; }
+.note { background: #fff4e5; border-left: 4px solid #f0a030; padding: .4em .8em; }
+button { font: inherit; padding: .25em .9em; margin: .5em .4em 0 0; cursor: pointer; }
+label { font-size: .92em; }
+.bars { min-width: 15em; }
+.bar { display: flex; align-items: center; gap: .4em; margin: 2px 0; font-size: .9em;
+       font-variant-numeric: tabular-nums; }
+.bar .name { width: 7.5em; text-align: right; overflow: hidden; white-space: nowrap; text-overflow: ellipsis; }
+.bar .track { width: 10em; height: 1em; background: #eee; }
+.bar .fill { height: 100%; background: #8aa4c8; }
+.bar .val { width: 4.5em; }
+.bar.top .fill { background: #d0582a; } .bar.top { font-weight: 700; }
+#prediction { font-size: 1.6em; font-weight: 700; margin: .1em 0 .4em; }
+#picker { display: flex; flex-wrap: wrap; gap: 4px; max-width: 64em; }
+#picker figure { margin: 0; text-align: center; font-size: .75em; color: #555; cursor: pointer; }
+#picker canvas { width: 42px; height: 42px; }
+#picker figure.sel canvas { outline: 3px solid #d0582a; }
+table.layers td { padding: 3px 8px; vertical-align: top; text-align: center; font-size: .85em; color: #444; }
+table.layers th { font-weight: 600; font-size: .9em; text-align: center; }
+table.layers canvas.map { width: 168px; height: 168px; cursor: crosshair; }
+table.layers canvas.kern { width: 84px; height: 84px; }
+#detail { position: sticky; top: .5em; min-width: 22em; max-width: 34em; font-size: .88em; }
+#detail table { border-collapse: collapse; margin: .3em 0; font-variant-numeric: tabular-nums; }
+#detail td { border: 1px solid #ddd; padding: 1px 4px; text-align: right; font-family: ui-monospace, monospace;
+             font-size: .85em; }
+#detail td.pad { color: #aaa; background: #f6f6f6; }
+.eq { font-family: ui-monospace, monospace; font-size: .85em; word-break: break-word; }
+.wrap { position: relative; display: inline-block; }
+#window { position: absolute; border: 2px solid #d0582a; pointer-events: none; display: none; box-sizing: border-box; }
+.scale { font-size: .8em; color: #666; }
+</style>
+</head>
+<body>
+<h1>__TITLE__</h1>
+<p class="summary">__SUMMARY__</p>
+<div class="row">
+  <div class="panel">
+    <h2>Draw</h2>
+    <canvas id="draw" class="px" aria-label="drawing canvas"></canvas>
+    <button id="clear" type="button">Clear</button>
+    <label><input id="centre" type="checkbox"> centre and scale like MNIST</label>
+    <p class="hint">Draw with the mouse or a finger. With <i>centre and scale</i> on, the ink is cropped,
+      scaled so its longer side is 20/28 of the image and pasted with its centre of mass in the middle, as
+      MNIST's digits were (and as <code>scratchcnn predict</code> does); off, the canvas itself is the input.</p>
+  </div>
+  <div class="panel">
+    <h2>Input X</h2>
+    <div class="wrap"><canvas id="input" class="px"></canvas><div id="window"></div></div>
+    <p class="scale" id="input-note"></p>
+  </div>
+  <div class="panel bars">
+    <h2>Probabilities P</h2>
+    <div id="prediction"></div>
+    <div id="bars"></div>
+    <p class="scale" id="timing"></p>
+  </div>
+</div>
+<div class="panel" id="picker-panel" style="margin-top:1em">
+  <h2>Test images</h2>
+  <div id="picker"></div>
+  <p class="note" id="no-picker" hidden></p>
+</div>
+<div class="row" style="margin-top:1em">
+  <div class="panel">
+    <h2>Layers</h2>
+    <p class="hint">Red is positive, blue negative, white 0; each column shares one colour scale.
+      Hover over a pixel of Y<sub>k</sub> or Z<sub>k</sub> to see the sum that produced it.</p>
+    <table class="layers" id="layers"></table>
+  </div>
+  <div class="panel" id="detail"><h2>Hover over Y<sub>k</sub> or Z<sub>k</sub></h2>
+    <p class="hint">Y<sub>k</sub>(i, j) = Σ<sub>a,b</sub> X(i+a, j+b) f<sub>k</sub>(a, b),
+      X = 0 outside the image.</p></div>
+</div>
+<div class="row" style="margin-top:1em">
+  <div class="panel"><h2>Training</h2>__CURVES__</div>
+</div>
+<script type="application/json" id="model-data">__DATA__</script>
+<script>
+"use strict";
+(function () {
+  const D = JSON.parse(document.getElementById("model-data").textContent);
+  const cfg = D.config, H = cfg.input_shape[0], Wd = cfg.input_shape[1], K = cfg.filters, k = cfg.kernel_size;
+  const C = cfg.classes, R = H >> 1, Q = Wd >> 1, HW = H * Wd, RQ = R * Q, relu = cfg.activation === "relu";
+  const Arr = cfg.dtype === "float64" ? Float64Array : Float32Array;  // the exact stored parameters
+  const f = new Arr(D.f), Wt = new Arr(D.W), b = D.b ? new Arr(D.b) : null;
+  const Y = new Float64Array(K * HW), Z = new Float64Array(K * RQ), A = new Float64Array(C), P = new Float64Array(C);
+  const $ = (id) => document.getElementById(id);
+
+  // ---- the forward pass: model.py's equations -------------------------------------------------
+  function forward(X) {
+    for (let c = 0; c < K; c++) {  // Y_c(i, j) = Σ_a Σ_b X(i+a, j+b) f_c(a, b), then the activation
+      const fo = c * k * k, yo = c * HW;
+      for (let i = 0; i < H; i++) {
+        const amax = Math.min(k, H - i);
+        for (let j = 0; j < Wd; j++) {
+          const bmax = Math.min(k, Wd - j);
+          let s = 0;
+          for (let a = 0; a < amax; a++) {
+            const xr = (i + a) * Wd + j, fr = fo + a * k;
+            for (let bb = 0; bb < bmax; bb++) s += X[xr + bb] * f[fr + bb];
+          }
+          Y[yo + i * Wd + j] = relu && s < 0 ? 0 : s;
+        }
+      }
+    }
+    for (let c = 0; c < K; c++) {  // 2×2 pooling, stride 2
+      for (let p = 0; p < R; p++) {
+        for (let q = 0; q < Q; q++) {
+          const y0 = c * HW + 2 * p * Wd + 2 * q;
+          let z;
+          if (cfg.pool === "decimate") z = Y[y0];
+          else if (cfg.pool === "avg") z = (Y[y0] + Y[y0 + 1] + Y[y0 + Wd] + Y[y0 + Wd + 1]) / 4;
+          else z = Math.max(Y[y0], Y[y0 + 1], Y[y0 + Wd], Y[y0 + Wd + 1]);
+          Z[c * RQ + p * Q + q] = z;
+        }
+      }
+    }
+    const n = K * RQ;
+    let m = -Infinity;
+    for (let c = 0; c < C; c++) {  // A = W Z (+ b)
+      let s = b ? b[c] : 0;
+      const wo = c * n;
+      for (let i = 0; i < n; i++) s += Wt[wo + i] * Z[i];
+      A[c] = s;
+      if (s > m) m = s;
+    }
+    let total = 0;
+    for (let c = 0; c < C; c++) { P[c] = Math.exp(A[c] - m); total += P[c]; }  // softmax
+    for (let c = 0; c < C; c++) P[c] /= total;
+    return P;
+  }
+
+  // ---- drawing: a soft round brush on an H×W grid ---------------------------------------------
+  const G = new Float64Array(HW);  // what was drawn (or picked), 0..1
+  let X = new Float64Array(HW);    // the network's input
+  const unit = Math.min(H, Wd) / 28, r0 = 0.7 * unit, r1 = 2.0 * unit;  // full ink inside r0, none beyond r1
+  function stroke(x0, y0, x1, y1) {
+    const dx = x1 - x0, dy = y1 - y0, len2 = dx * dx + dy * dy;
+    const i0 = Math.max(0, Math.floor(Math.min(y0, y1) - r1)), i1 = Math.min(H - 1, Math.ceil(Math.max(y0, y1) + r1));
+    const j0 = Math.max(0, Math.floor(Math.min(x0, x1) - r1)), j1 = Math.min(Wd - 1, Math.ceil(Math.max(x0, x1) + r1));
+    for (let i = i0; i <= i1; i++) {
+      for (let j = j0; j <= j1; j++) {
+        const px = j + 0.5, py = i + 0.5;
+        const t = len2 ? Math.max(0, Math.min(1, ((px - x0) * dx + (py - y0) * dy) / len2)) : 0;
+        const d = Math.hypot(px - x0 - t * dx, py - y0 - t * dy);
+        if (d >= r1) continue;
+        let a = d <= r0 ? 1 : (r1 - d) / (r1 - r0);
+        a = a * a * (3 - 2 * a);  // smooth, anti-aliased edge
+        G[i * Wd + j] = 1 - (1 - G[i * Wd + j]) * (1 - a);  // ink adds up towards 1
+      }
+    }
+  }
+
+  // MNIST's preparation (images.py): crop to the ink, fit the longer side to 20/28, peak 1, centre of mass central.
+  function centre(src) {
+    let peak = 0;
+    for (let i = 0; i < HW; i++) peak = Math.max(peak, src[i]);
+    if (peak <= 0) return Float64Array.from(src);
+    let top = H, bot = -1, left = Wd, right = -1;
+    for (let i = 0; i < H; i++) for (let j = 0; j < Wd; j++) {
+      if (src[i * Wd + j] > 0.3 * peak) {
+        top = Math.min(top, i); bot = Math.max(bot, i); left = Math.min(left, j); right = Math.max(right, j);
+      }
+    }
+    const h = bot - top + 1, w = right - left + 1;
+    const boxH = Math.max(1, Math.round(H * 20 / 28)), boxW = Math.max(1, Math.round(Wd * 20 / 28));
+    const s = Math.min(boxH / h, boxW / w);
+    const oh = Math.max(1, Math.min(boxH, Math.round(h * s))), ow = Math.max(1, Math.min(boxW, Math.round(w * s)));
+    const sy = h / oh, sx = w / ow, scaled = new Float64Array(oh * ow);
+    const S = 4;  // S×S samples per output pixel, bilinear: smooth when enlarging, averaging when shrinking
+    const at = (y, x) => {
+      y -= 0.5; x -= 0.5;
+      const yi = Math.floor(y), xi = Math.floor(x), fy = y - yi, fx = x - xi;
+      const v = (r, c) => (r < 0 || c < 0 || r >= h || c >= w) ? 0 : src[(top + r) * Wd + left + c];
+      return (1 - fy) * ((1 - fx) * v(yi, xi) + fx * v(yi, xi + 1))
+        + fy * ((1 - fx) * v(yi + 1, xi) + fx * v(yi + 1, xi + 1));
+    };
+    let speak = 0, mass = 0, cy = 0, cx = 0;
+    for (let i = 0; i < oh; i++) for (let j = 0; j < ow; j++) {
+      let acc = 0;
+      for (let u = 0; u < S; u++) {
+        for (let v = 0; v < S; v++) acc += at((i + (u + 0.5) / S) * sy, (j + (v + 0.5) / S) * sx);
+      }
+      acc /= S * S;
+      scaled[i * ow + j] = acc; speak = Math.max(speak, acc); mass += acc; cy += acc * i; cx += acc * j;
+    }
+    const out = new Float64Array(HW);
+    if (speak <= 0) return out;
+    const t = Math.floor(H / 2 - cy / mass + 0.5), l = Math.floor(Wd / 2 - cx / mass + 0.5);
+    for (let i = 0; i < oh; i++) for (let j = 0; j < ow; j++) {
+      const r = i + t, c = j + l;
+      if (r >= 0 && c >= 0 && r < H && c < Wd) out[r * Wd + c] = Math.min(1, scaled[i * ow + j] / speak);
+    }
+    return out;
+  }
+
+  // ---- pictures -------------------------------------------------------------------------------
+  function canvas(w, h, cls) {
+    const el = document.createElement("canvas");
+    el.width = w; el.height = h; el.className = "px " + (cls || "");
+    return el;
+  }
+  function paint(el, vals, offset, w, h, scale, gray) {
+    const ctx = el.getContext("2d"), img = ctx.createImageData(w, h);
+    for (let i = 0; i < w * h; i++) {
+      const v = vals[offset + i];
+      let r, g, bl;
+      if (gray) { r = g = bl = Math.round(255 * (1 - Math.max(0, Math.min(1, v)))); }
+      else {
+        const t = scale > 0 ? Math.max(-1, Math.min(1, v / scale)) : 0, u = Math.round(255 * (1 - Math.abs(t)));
+        if (t >= 0) { r = 255; g = bl = u; } else { r = g = u; bl = 255; }
+      }
+      img.data.set([r, g, bl, 255], 4 * i);
+    }
+    ctx.putImageData(img, 0, 0);
+  }
+  const absmax = (a) => { let m = 0; for (const v of a) m = Math.max(m, Math.abs(v)); return m; };
+  const fmt = (v) => (Math.abs(v) < 5e-4 ? "0.000" : v.toFixed(3));
+
+  const drawEl = $("draw"), inputEl = $("input");
+  drawEl.width = Wd; drawEl.height = H; inputEl.width = Wd; inputEl.height = H;
+  const layers = $("layers"), maps = [];
+  layers.innerHTML = "<tr><th></th><th>kernel f<sub>k</sub> (" + k + "×" + k + ")</th><th>convolved Y<sub>k</sub>" +
+    (relu ? " (after ReLU)" : "") + "</th><th>pooled Z<sub>k</sub> (" + cfg.pool + ")</th></tr>";
+  for (let c = 0; c < K; c++) {
+    const tr = document.createElement("tr"), fk = canvas(k, k, "kern");
+    const yk = canvas(Wd, H, "map"), zk = canvas(Q, R, "map");
+    const cells = [document.createTextNode("k = " + (c + 1)), fk, yk, zk];
+    for (const node of cells) { const td = document.createElement("td"); td.appendChild(node); tr.appendChild(td); }
+    layers.appendChild(tr);
+    yk.addEventListener("mousemove", (e) => showY(c, e)); zk.addEventListener("mousemove", (e) => showZ(c, e));
+    yk.addEventListener("mouseleave", hideWindow); zk.addEventListener("mouseleave", hideWindow);
+    maps.push({ fk, yk, zk });
+  }
+  const scaleRow = document.createElement("tr"); layers.appendChild(scaleRow);
+  const fScale = absmax(f);
+  maps.forEach((m, c) => paint(m.fk, f, c * k * k, k, k, fScale, false));
+
+  const names = D.class_names, bars = [];
+  for (let c = 0; c < C; c++) {
+    const row = document.createElement("div"); row.className = "bar";
+    row.innerHTML = '<span class="name"></span><span class="track"><div class="fill"></div></span>' +
+      '<span class="val"></span>';
+    row.querySelector(".name").textContent = names[c];
+    $("bars").appendChild(row); bars.push(row);
+  }
+
+  let shown = new Float64Array(C);
+  function update() {
+    X = $("centre").checked ? centre(G) : Float64Array.from(G);
+    const t0 = performance.now();
+    for (let r = 0; r < 10; r++) forward(X);  // 10 times: the browser's clock is coarse
+    const ms = (performance.now() - t0) / 10;
+    shown = Float64Array.from(P);
+    paint(drawEl, G, 0, Wd, H, 1, true); paint(inputEl, X, 0, Wd, H, 1, true);
+    const yScale = absmax(Y), zScale = absmax(Z);
+    maps.forEach((m, c) => {
+      paint(m.yk, Y, c * HW, Wd, H, yScale, false); paint(m.zk, Z, c * RQ, Q, R, zScale, false);
+    });
+    const scales = [fScale, yScale, zScale].map((v) => "<td class='scale'>±" + v.toFixed(3) + "</td>");
+    scaleRow.innerHTML = "<td></td>" + scales.join("");
+    let best = 0;
+    for (let c = 1; c < C; c++) if (P[c] > P[best]) best = c;
+    bars.forEach((row, c) => {
+      row.classList.toggle("top", c === best);
+      row.querySelector(".fill").style.width = (100 * P[c]).toFixed(1) + "%";
+      row.querySelector(".val").textContent = (100 * P[c]).toFixed(1) + " %";
+    });
+    $("prediction").textContent = "→ " + names[best] + " (" + (100 * P[best]).toFixed(1) + " %)";
+    $("timing").textContent = "forward pass in this page: " + (ms < 0.01 ? "< 0.01" : ms.toFixed(2)) + " ms";
+    $("input-note").textContent = $("centre").checked ? "the drawing, centred and scaled" : "the canvas as drawn";
+  }
+
+  // ---- hovering: where a pixel of Y_k or Z_k came from ------------------------------------------
+  function cell(e, w, h) {  // offsetX/Y: from the pixels' edge, inside the border
+    const el = e.target;
+    const i = Math.floor(e.offsetY / el.clientHeight * h), j = Math.floor(e.offsetX / el.clientWidth * w);
+    return [Math.max(0, Math.min(h - 1, i)), Math.max(0, Math.min(w - 1, j))];
+  }
+  function showWindow(i, j, rows, cols) {
+    const el = $("window"), sh = inputEl.clientHeight / H, sw = inputEl.clientWidth / Wd;
+    Object.assign(el.style, { display: "block", top: (1 + i * sh) + "px", left: (1 + j * sw) + "px",
+      height: Math.min(rows, H - i) * sh + "px", width: Math.min(cols, Wd - j) * sw + "px" });
+  }
+  function hideWindow() { $("window").style.display = "none"; }
+  function grid(fn) {
+    let s = "<table>";
+    for (let a = 0; a < k; a++) { s += "<tr>"; for (let bb = 0; bb < k; bb++) s += fn(a, bb); s += "</tr>"; }
+    return s + "</table>";
+  }
+  function yTerms(c, i, j) {
+    const terms = [];
+    let s = 0;
+    for (let a = 0; a < k; a++) for (let bb = 0; bb < k; bb++) {
+      const inside = i + a < H && j + bb < Wd, x = inside ? X[(i + a) * Wd + j + bb] : 0, w = f[c * k * k + a * k + bb];
+      s += x * w; terms.push({ x, w, inside });
+    }
+    return { terms, s };
+  }
+  function showY(c, e) {
+    const [i, j] = cell(e, Wd, H), { terms, s } = yTerms(c, i, j), n = c + 1;
+    showWindow(i, j, k, k);
+    const nz = terms.filter((t) => t.x !== 0);
+    const at = "(" + i + ", " + j + ")", sub = "<sub>" + n + "</sub>";
+    $("detail").innerHTML = "<h2>Y" + sub + at + " = " + fmt(Y[c * HW + i * Wd + j]) + "</h2>" +
+      "<p>Y" + sub + at + " = Σ<sub>a,b</sub> X(" + i + "+a, " + j + "+b) f" + sub + "(a, b)" +
+      (relu ? ", then ReLU max(·, 0)" : "") + "</p>" +
+      "<p>window of X (grey: zero padding)</p>" + grid((a, bb) => {
+        const t = terms[a * k + bb];
+        return "<td" + (t.inside ? "" : " class='pad'") + ">" + fmt(t.x) + "</td>";
+      }) +
+      "<p>kernel f<sub>" + n + "</sub></p>" + grid((a, bb) => "<td>" + fmt(terms[a * k + bb].w) + "</td>") +
+      "<p class='eq'>= " + (nz.length ? nz.map((t) => fmt(t.x) + "×" + fmt(t.w)).join(" + ") : "0") +
+      (nz.length < terms.length ? " (+ " + (terms.length - nz.length) + " terms with X = 0)" : "") +
+      "<br>= " + fmt(s) + (relu ? "<br>ReLU: max(" + fmt(s) + ", 0) = " + fmt(Math.max(s, 0)) : "") + "</p>";
+  }
+  function showZ(c, e) {
+    const [p, q] = cell(e, Q, R), n = c + 1, y0 = c * HW + 2 * p * Wd + 2 * q;
+    showWindow(2 * p, 2 * q, cfg.pool === "decimate" ? 1 : 2, cfg.pool === "decimate" ? 1 : 2);
+    const four = [Y[y0], Y[y0 + 1], Y[y0 + Wd], Y[y0 + Wd + 1]].map(fmt);
+    const how = { decimate: "Y<sub>" + n + "</sub>(" + 2 * p + ", " + 2 * q + ") (decimation keeps even i, j)",
+      max: "max(" + four.join(", ") + ")", avg: "(" + four.join(" + ") + ") / 4" }[cfg.pool];
+    const sub = "<sub>" + n + "</sub>", at = "(" + p + ", " + q + ")";
+    $("detail").innerHTML = "<h2>Z" + sub + at + " = " + fmt(Z[c * RQ + p * Q + q]) + "</h2>" +
+      "<p>from Y" + sub + " rows " + 2 * p + "–" + (2 * p + 1) + ", columns " + 2 * q + "–" + (2 * q + 1) + ":</p>" +
+      "<p class='eq'>Z" + sub + at + " = " + how + "</p>";
+  }
+
+  // ---- input: pointer (mouse, pen, touch), clear, test images -----------------------------------
+  let last = null;
+  const pos = (e) => {  // in input pixels, from the drawing's edge inside the border
+    const r = drawEl.getBoundingClientRect();
+    return [(e.clientX - r.left - drawEl.clientLeft) / drawEl.clientWidth * Wd,
+      (e.clientY - r.top - drawEl.clientTop) / drawEl.clientHeight * H];
+  };
+  drawEl.addEventListener("pointerdown", (e) => {
+    e.preventDefault(); drawEl.setPointerCapture(e.pointerId); last = pos(e);
+    stroke(last[0], last[1], last[0], last[1]); update();
+  });
+  drawEl.addEventListener("pointermove", (e) => {
+    if (!last) return;
+    const p = pos(e); stroke(last[0], last[1], p[0], p[1]); last = p; update();
+  });
+  const up = () => { last = null; };
+  drawEl.addEventListener("pointerup", up); drawEl.addEventListener("pointercancel", up);
+  function select(el) {
+    document.querySelectorAll("#picker figure").forEach((x) => x.classList.toggle("sel", x === el));
+  }
+  $("clear").addEventListener("click", () => {
+    G.fill(0); $("centre").checked = D.centre_default; select(null); update();
+  });
+  $("centre").checked = D.centre_default;
+  $("centre").addEventListener("change", update);
+
+  const images = [];
+  if (D.images) {
+    const raw = atob(D.images.base64);
+    for (let n = 0; n < D.images.labels.length; n++) {
+      const px = new Uint8Array(HW);
+      for (let i = 0; i < HW; i++) px[i] = raw.charCodeAt(n * HW + i);
+      images.push(px);
+      const fig = document.createElement("figure"), th = canvas(Wd, H), cap = document.createElement("figcaption");
+      paint(th, Float64Array.from(px, (v) => v / 255), 0, Wd, H, 1, true);
+      cap.textContent = names[D.images.labels[n]];
+      fig.title = "test image " + D.images.indices[n] + ": " + names[D.images.labels[n]];
+      fig.append(th, cap); $("picker").appendChild(fig);
+      fig.addEventListener("click", () => selectImage(n));
+    }
+  } else {
+    $("no-picker").hidden = false; $("no-picker").textContent = D.images_note || "No test images embedded.";
+  }
+  function selectImage(n) {  // a test image is already prepared: it is the input as it is
+    for (let i = 0; i < HW; i++) G[i] = images[n][i] / 255;
+    $("centre").checked = false; select(document.querySelectorAll("#picker figure")[n]); update();
+  }
+
+  window.scratchcnn = {
+    config: cfg,
+    predict(pixels) {  // pixels: H·W floats in [0, 1]; the page's own pictures are left as they were
+      const out = Array.from(forward(Float64Array.from(pixels))); forward(X); return out;
+    },
+    probabilities() { return Array.from(shown); },
+    input() { return Array.from(X); },
+    imageCount: images.length,
+    image(n) { return Array.from(images[n]); },
+    selectImage,
+    timeForward(reps) {  // mean milliseconds of one forward pass over reps runs on the current input
+      const t0 = performance.now();
+      for (let r = 0; r < reps; r++) forward(X);
+      return (performance.now() - t0) / reps;
+    },
+  };
+  if (images.length) selectImage(0); else update();
+})();
+</script>
+</body>
+</html>
+"""
