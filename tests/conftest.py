@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,15 @@ def data_dir() -> Path:
     """The real data directory. Skips without it on a user's machine; in CI its absence is a failure."""
     found = shared_data_dir()
     if found is None:
-        message = "real MNIST not found: set SCRATCHCNN_DATA or put the data in ../shared/data"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail("real MNIST not found: set SCRATCHCNN_DATA or put the data in ../shared/data")
     return found
+
+
+def skip_or_fail(message: str) -> None:
+    """Skip a test that needs something this machine lacks; in CI, which installs everything, fail."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def make_fake_dataset(root: Path, name: str = "mnist", n_train: int = 40, n_test: int = 20,
@@ -69,3 +74,13 @@ def run_main(argv: list[Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
         status = exit_.code if isinstance(exit_.code, int) else 1
     out, err = capsys.readouterr()
     return status, out, err
+
+
+def last_json(stdout: str) -> dict[str, Any]:
+    """The JSON object on the last line of stdout, parsed strictly (no NaN or Infinity)."""
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not standard JSON: {constant}")
+
+    value = json.loads(stdout.splitlines()[-1], parse_constant=refuse)
+    assert isinstance(value, dict)
+    return value

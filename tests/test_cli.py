@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_fake_dataset, run_main
+from conftest import last_json, make_fake_dataset, run_main, skip_or_fail
 
 from scratchcnn import ConvNet
 
@@ -31,16 +31,6 @@ def cli(*args: Any, cwd: Path, data: Path | None = None) -> subprocess.Completed
         env["SCRATCHCNN_DATA"] = str(data)
     return subprocess.run([sys.executable, "-m", "scratchcnn", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
-
-
-def last_json(stdout: str) -> dict[str, Any]:
-    """The JSON object on the last line of stdout, parsed strictly (no NaN or Infinity)."""
-    def refuse(constant: str) -> None:
-        raise ValueError(f"not standard JSON: {constant}")
-
-    value = json.loads(stdout.splitlines()[-1], parse_constant=refuse)
-    assert isinstance(value, dict)
-    return value
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
@@ -260,10 +250,7 @@ def test_evaluate_rejects_images_of_another_size(small_model: Path, tmp_path: Pa
 
 def test_fashion_mnist(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     if not (data_dir / "fashion-mnist").is_dir():
-        message = f"no fashion-mnist in {data_dir}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(f"no fashion-mnist in {data_dir}")
     proc = cli("train", "--dataset", "fashion-mnist", "--train-size", 1000, "--epochs", 1, "--out", "run", "--json",
                cwd=tmp_path, data=data_dir)
     assert proc.returncode == 0, proc.stderr

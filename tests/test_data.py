@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import skip_or_fail
 from hypothesis import currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -97,15 +98,6 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "CACHE_DIR", tmp_path / "cache")
     monkeypatch.setattr(data, "SYSTEM_DIR", tmp_path / "system")
     return tmp_path
-
-
-def shared_data_dir() -> Path | None:
-    """The shared real data: $SCRATCHCNN_DATA if it holds mnist/, else <repo>/../shared/data."""
-    candidates = [os.environ.get("SCRATCHCNN_DATA"), Path(__file__).resolve().parents[2] / "shared" / "data"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "mnist").is_dir():
-            return Path(candidate)
-    return None
 
 
 # ---- IDX: the exact format ---------------------------------------------------------------------
@@ -746,11 +738,8 @@ def test_corrupt_file_in_dataset_raises_data_error_naming_it(isolated):
 
 
 @pytest.fixture(scope="module")
-def real_data_dir() -> Path:
-    found = shared_data_dir()
-    if found is None:
-        pytest.skip("the shared data (../shared/data or $SCRATCHCNN_DATA) is absent")
-    return found
+def real_data_dir(data_dir: Path) -> Path:
+    return data_dir
 
 
 @pytest.fixture(scope="module")
@@ -785,7 +774,7 @@ def test_real_mnist_via_env_var(real_data_dir, isolated, monkeypatch, mnist):
 def test_real_published_labels_file(real_data_dir, mnist):
     path = real_data_dir / "published" / "mnist-train-labels-idx1-ubyte.gz"
     if not path.exists():
-        pytest.skip(f"{path} is absent")
+        skip_or_fail(f"{path} is absent")
     labels = read_idx(path)
     assert labels.shape == (60_000,) and labels.dtype == np.uint8
     assert np.array_equal(labels[:10_000], mnist.train_labels)

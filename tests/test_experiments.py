@@ -20,7 +20,7 @@ from xml.etree import ElementTree
 
 import numpy as np
 import pytest
-from conftest import run_main
+from conftest import last_json, run_main
 
 from scratchcnn import experiments, train
 from scratchcnn.data import load_dataset
@@ -46,16 +46,6 @@ def cli(*args: Any, cwd: Path) -> subprocess.CompletedProcess[str]:
     env["HOME"] = str(cwd)
     return subprocess.run([sys.executable, "-m", "scratchcnn", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
-
-
-def last_json(stdout: str) -> dict[str, Any]:
-    """The JSON object on the last line of stdout, parsed strictly (no NaN or Infinity)."""
-    def refuse(constant: str) -> None:
-        raise ValueError(f"not standard JSON: {constant}")
-
-    value = json.loads(stdout.splitlines()[-1], parse_constant=refuse)
-    assert isinstance(value, dict)
-    return value
 
 
 def assert_one_line_error(status: int, err: str, *fragments: str) -> None:
