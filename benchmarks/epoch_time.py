@@ -20,7 +20,7 @@ RECORDS = 10_000
 
 def training_images(data_dir: str | None) -> tuple[np.ndarray, np.ndarray, str]:
     try:
-        data = load_dataset("mnist", data_dir)
+        data = load_dataset("mnist", data_dir, download=False)
         return data.train_images[:RECORDS], data.train_labels[:RECORDS], f"MNIST from {data.directory}"
     except DataError:
         rng = np.random.default_rng(0)

@@ -84,3 +84,18 @@ def last_json(stdout: str) -> dict[str, Any]:
     value = json.loads(stdout.splitlines()[-1], parse_constant=refuse)
     assert isinstance(value, dict)
     return value
+
+
+@pytest.fixture
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No $SCRATCHCNN_DATA, $HOME in tmp_path (no ~/.cache/scratchcnn), cwd = tmp_path."""
+    monkeypatch.delenv("SCRATCHCNN_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Path:
+    """A fake 28×28 MNIST: 40 training records (36 after a 10 % split) and 20 test records."""
+    return make_fake_dataset(tmp_path / "fake")

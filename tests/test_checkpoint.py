@@ -157,21 +157,6 @@ def wait_for_checkpoint(proc: subprocess.Popen[str], run: Path, epoch: int = 1, 
 # ---- fixtures ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No $SCRATCHCNN_DATA, $HOME in tmp_path, cwd = tmp_path."""
-    monkeypatch.delenv("SCRATCHCNN_DATA", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-@pytest.fixture
-def fake(tmp_path: Path) -> Path:
-    """A fake 28×28 MNIST: 40 training records (36 after the 10 % split) and 20 test records."""
-    return make_fake_dataset(tmp_path / "fake")
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Any]:
     """An uninterrupted real-MNIST run with the REAL options, in cwd/run."""

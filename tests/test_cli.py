@@ -44,21 +44,6 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: st
     return lines[0]
 
 
-@pytest.fixture
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No $SCRATCHCNN_DATA, $HOME in tmp_path (no ~/.cache/scratchcnn), cwd = tmp_path."""
-    monkeypatch.delenv("SCRATCHCNN_DATA", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-@pytest.fixture
-def fake(tmp_path: Path) -> Path:
-    """A fake 28×28 MNIST: 40 training and 20 test records."""
-    return make_fake_dataset(tmp_path / "fake")
-
-
 def history_without_seconds(summary: dict[str, Any]) -> list[tuple]:
     return [tuple(e[k] for k in NO_SECONDS) for e in summary["history"]]
 

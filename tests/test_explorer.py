@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_fake_dataset
+from conftest import make_fake_dataset, skip_or_fail
 
 from scratchcnn.cli import main
 from scratchcnn.explorer import PICKER_IMAGES, build_page, write_explorer
@@ -120,9 +119,7 @@ def browser():
     if reason is None and not CHROMIUM.exists():
         reason = f"{CHROMIUM} not found (apt-get install chromium)"
     if reason:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_or_fail(reason)
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield chromium
