@@ -6,7 +6,7 @@ Usage: python benchmarks/engine_speed.py [--data-dir DIR] [--repeats 5] [--dtype
 For the default network (K=3, k=3, decimate, no activation, no bias) and for K=4, k=5, max, ReLU,
 bias, it prints the seconds per 10 000-record epoch and µs per SGD step at batch sizes 1 and 32 of
 
-- engine: ``scratchcnn.engine.sgd_epoch`` (best of --repeats epochs, after ``warm_up``),
+- engine: ``scratchcnn.nn.engine.sgd_epoch`` (best of --repeats epochs, after ``warm_up``),
 - numpy: the loop fit() runs without the engine (``loss_and_gradients_prepared`` per batch, then
   ``θ ← θ − η ∂L/∂θ``; one epoch at batch size 1, it is slow),
 - torch: the same network and SGD steps written in PyTorch, per batch in Python, on 2 threads.
@@ -31,7 +31,8 @@ import time
 import numpy as np
 from epoch_time import training_images  # the same 10 000 records as that benchmark
 
-from scratchcnn import ConvNet, engine
+from scratchcnn import ConvNet
+from scratchcnn.nn import engine
 
 RECORDS = 10_000
 CONFIGS = {

@@ -60,7 +60,7 @@ def make_fake_dataset(root: Path, name: str = "mnist", n_train: int = 40, n_test
 @pytest.fixture(autouse=True)
 def no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may reach a real mirror: the built-in ones are emptied (tests serve their own on 127.0.0.1)."""
-    from scratchcnn import download
+    from scratchcnn.data import download
 
     monkeypatch.setattr(download, "MIRRORS", {name: () for name in download.MIRRORS})
     monkeypatch.delenv(download.MIRROR_ENV, raising=False)

@@ -27,17 +27,19 @@ import numpy as np
 import pytest
 from conftest import make_fake_dataset, run_main
 
-from scratchcnn import ModelFileError, runs
-from scratchcnn import checkpoint as checkpoint_module
-from scratchcnn.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from scratchcnn import ModelFileError
 from scratchcnn.files import write_atomically
-from scratchcnn.model import ConvNet
-from scratchcnn.train import TrainState, fit
+from scratchcnn.nn.model import ConvNet
+from scratchcnn.train import TrainState, fit, runs
+from scratchcnn.train import checkpoint as checkpoint_module
+from scratchcnn.train.checkpoint import load_checkpoint, save_checkpoint
+from scratchcnn.train.rundir import RunDir
 
 # The real-data run every resumed run is compared with: 2700 training records after the 10 % split,
 # batch size 1, so ≈0.1 s an epoch and ≈1.2 s a run (of which ≈0.5 s start-up and loading MNIST).
 REAL = ("--train-size", 3000, "--epochs", 6, "--batch-size", 1)
 REAL_EPOCHS, REAL_RECORDS = 6, 2700
+CHECKPOINT_NAME = RunDir.CHECKPOINT
 OUTPUTS = ("model.npz", "history.json", "history.csv", CHECKPOINT_NAME)
 NO_SECONDS = ("epoch", "records", "train_accuracy", "train_loss", "validation_accuracy", "validation_loss")
 

@@ -24,8 +24,8 @@ from hypothesis import currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from scratchcnn import data
 from scratchcnn.data import FILES, Dataset, find_files, load_dataset, read_idx, search_dirs, write_idx
+from scratchcnn.data import datasets as data
 from scratchcnn.errors import DataError, ScratchCNNError
 
 DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]

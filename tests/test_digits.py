@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from scratchcnn.cli import main
-from scratchcnn.data import DIGITS_TEST, load_dataset
+from scratchcnn.data import load_dataset
+from scratchcnn.data.datasets import DIGITS_TEST
 
 pytest.importorskip("sklearn")
 

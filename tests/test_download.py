@@ -1,4 +1,4 @@
-"""Tests for scratchcnn.download against a real HTTP server on 127.0.0.1 that each test starts.
+"""Tests for scratchcnn.data.download against a real HTTP server on 127.0.0.1 that each test starts.
 
 No test reaches the internet: the built-in mirror lists are emptied (or pointed at the local server)
 and every URL opened is checked to be on 127.0.0.1.
@@ -19,12 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from scratchcnn import download
-from scratchcnn.download import (
+from scratchcnn.data import download
+from scratchcnn.data.download import (
     DownloadError,
     FileEntry,
     FileResult,
-    download_all,
     download_dataset,
     mirror_list,
     verify_file,
@@ -304,7 +303,7 @@ def test_all_downloads_both_datasets_and_default_dir(server, tmp_path):
     table = {"mnist": TABLE["mnist"], "fashion-mnist": entries_for(make_files(seed=100))}
     server.serve("mnist", FILES)
     server.serve("fashion-mnist", make_files(seed=100))
-    results = download_all(mirrors=[server.url("{name}")], table=table)
+    results = download_dataset("all", mirrors=[server.url("{name}")], table=table)
     assert len(results) == 8
     for name in table:
         assert listing(download.DEFAULT_DIR / name) == sorted(NAMES)

@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scratchcnn import cli, data, download
-from scratchcnn.data import load_dataset, write_idx
-from scratchcnn.download import FileEntry
+from scratchcnn import cli
+from scratchcnn.data import datasets as data
+from scratchcnn.data import download, load_dataset, write_idx
+from scratchcnn.data.download import FileEntry
 from scratchcnn.errors import DataError
 
 NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",

@@ -23,8 +23,8 @@ import pytest
 
 pytest.importorskip("numba")
 
-from scratchcnn import engine
-from scratchcnn.model import ConvNet
+from scratchcnn.nn import engine
+from scratchcnn.nn.model import ConvNet
 
 RECORDS = 24
 BATCH_SIZES = (1, 3, 7)  # 7 does not divide 24: the last batch holds 3 records
@@ -217,8 +217,8 @@ def test_works_when_no_cache_directory_is_writable(tmp_path) -> None:
             raise PermissionError("read-only file system")
 
         caching._CacheLocator.ensure_cache_path = refuse
-        from scratchcnn import engine
-        from scratchcnn.model import ConvNet
+        from scratchcnn.nn import engine
+        from scratchcnn.nn.model import ConvNet
         net = ConvNet(input_shape=(4, 6), dtype="float64")
         X = np.random.default_rng(0).random((5, 4, 6))
         steps, loss = engine.sgd_epoch(net, X, np.arange(5) % 10, np.arange(5), 0.1, 2)
@@ -239,8 +239,8 @@ def test_without_numba_the_numpy_path_runs(when: str) -> None:
     script = textwrap.dedent(f"""
         {block if when == "absent" else ""}
         import numpy as np
-        from scratchcnn import engine
-        from scratchcnn.model import ConvNet
+        from scratchcnn.nn import engine
+        from scratchcnn.nn.model import ConvNet
         assert engine.NUMBA_AVAILABLE is {when == "broken"}
         {block if when == "broken" else ""}
         assert engine.warm_up("float64") == 0.0 and engine.NUMBA_AVAILABLE is False

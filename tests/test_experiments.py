@@ -22,9 +22,10 @@ import numpy as np
 import pytest
 from conftest import last_json, run_main
 
-from scratchcnn import experiments, train
 from scratchcnn.data import load_dataset
 from scratchcnn.errors import ConfigError
+from scratchcnn.train import experiments
+from scratchcnn.train import sgd as train
 
 RATES = (0.001, 0.01, 5.0)  # 5 diverges within the first epoch
 TUNE_SMALL = {"epochs": 2, "train_size": 1000, "validation_size": 200, "seed": 0}

@@ -16,8 +16,8 @@ import pytest
 from conftest import make_fake_dataset, skip_or_fail
 
 from scratchcnn.cli import main
-from scratchcnn.explorer import PICKER_IMAGES, build_page, write_explorer
-from scratchcnn.model import ConvNet
+from scratchcnn.nn.model import ConvNet
+from scratchcnn.viz.explorer import PICKER_IMAGES, build_page, write_explorer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -78,7 +78,7 @@ def test_explore_without_data_notes_it_and_writes_beside_the_model(tmp_path: Pat
         {"epoch": 1, "train_accuracy": 0.8, "validation_accuracy": 0.78},
         {"epoch": 2, "train_accuracy": 0.9, "validation_accuracy": 0.85}]}))
     monkeypatch.setenv("SCRATCHCNN_DATA", str(tmp_path / "nothing"))
-    monkeypatch.setattr("scratchcnn.data.search_dirs", lambda data_dir=None: [tmp_path / "nothing"])
+    monkeypatch.setattr("scratchcnn.data.datasets.search_dirs", lambda data_dir=None: [tmp_path / "nothing"])
     opened = []
     monkeypatch.setattr("webbrowser.open", opened.append)
     assert main(["explore", str(model), "--open"]) == 0
@@ -144,7 +144,7 @@ def page_probabilities(page, n: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, data_dir: Path) -> Path:
-    from scratchcnn.runs import train_run
+    from scratchcnn.train.runs import train_run
 
     out = tmp_path_factory.mktemp("explore") / "run"
     train_run({"train_size": 3000, "epochs": 2, "batch_size": 16, "learning_rate": 0.02, "engine": "numpy"}, out,

@@ -13,9 +13,9 @@ import pytest
 from matplotlib.figure import Figure
 
 from scratchcnn import ConvNet
-from scratchcnn import figures as fg
 from scratchcnn.data import CLASS_NAMES, load_dataset
 from scratchcnn.errors import ConfigError
+from scratchcnn.viz import figures as fg
 
 DIGITS = CLASS_NAMES["mnist"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -1,4 +1,4 @@
-"""``scratchcnn predict`` and its preprocessing (scratchcnn.images), on pictures drawn from real MNIST.
+"""``scratchcnn predict`` and its preprocessing (scratchcnn.data.images), on pictures drawn from real MNIST.
 
 A small network is trained once per session on real MNIST. Test digits are rendered the way a user
 would hand them in (dark on light, large, off-centre, PNG/JPEG/BMP, in colour) and must be predicted
@@ -21,9 +21,9 @@ import pytest
 from conftest import run_main
 
 from scratchcnn.data import load_dataset
+from scratchcnn.data.images import PILLOW_MISSING, ImageError, load_image, preprocess
 from scratchcnn.errors import DataError, ScratchCNNError
-from scratchcnn.images import PILLOW_MISSING, ImageError, load_image, preprocess
-from scratchcnn.model import ConvNet
+from scratchcnn.nn.model import ConvNet
 from scratchcnn.train import fit
 
 Image = pytest.importorskip("PIL.Image")
@@ -324,7 +324,7 @@ def test_without_pillow(model, rendered, monkeypatch, capsys) -> None:
 
 
 def test_images_module_imports_without_pillow() -> None:
-    code = "import sys; sys.modules['PIL'] = None; import scratchcnn.images; print('ok')"
+    code = "import sys; sys.modules['PIL'] = None; import scratchcnn.data.images; print('ok')"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from conftest import make_fake_dataset
 
-from scratchcnn import data, report
+from scratchcnn.data import datasets as data
 from scratchcnn.errors import ModelFileError, ScratchCNNError
-from scratchcnn.report import write_report
-from scratchcnn.runs import train_run
+from scratchcnn.train.runs import train_run
+from scratchcnn.viz import report
+from scratchcnn.viz.report import write_report
 
 VOID = {"meta", "img", "br", "hr", "link", "input"}
 PNG_URI = "data:image/png;base64,"

@@ -20,7 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from scratchcnn.model import ConvNet
+from scratchcnn.nn.model import ConvNet
 from scratchcnn.sklearn import ConvNetClassifier, infer_image_shape
 
 
@@ -286,7 +286,7 @@ def test_divergence_warns_and_keeps_a_usable_model(digits):
 
 def test_core_package_never_imports_scikit_learn():
     code = (
-        "import sys; import scratchcnn, scratchcnn.train, scratchcnn.model, scratchcnn.data, scratchcnn.cli; "
+        "import sys; import scratchcnn, scratchcnn.train, scratchcnn.nn.model, scratchcnn.data, scratchcnn.cli; "
         "assert 'sklearn' not in sys.modules, sorted(m for m in sys.modules if 'sklearn' in m); "
         "import scratchcnn.sklearn, sklearn.base; "
         "assert scratchcnn.sklearn.BaseEstimator is sklearn.base.BaseEstimator; "

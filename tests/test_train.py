@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 
@@ -158,15 +157,9 @@ def test_no_validation_set_gives_none() -> None:
     assert all(0 <= e.train_accuracy <= 1 for e in history.epochs)
 
 
-def test_history_to_json_and_csv() -> None:
+def test_history_to_csv() -> None:
     X, y = synthetic(30)
     history = fit(ConvNet(input_shape=SHAPE), X, y, epochs=3, learning_rate=0.05, validation_size=0)
-    parsed = json.loads(history.to_json())
-    assert parsed["stopped"] is None
-    assert [e["epoch"] for e in parsed["epochs"]] == [1, 2, 3]
-    assert parsed["epochs"][0]["validation_accuracy"] is None
-    assert parsed["epochs"][2]["train_loss"] == history.epochs[2].train_loss
-
     text = history.to_csv()
     lines = text.splitlines()
     assert lines[0] == "epoch,records,train_accuracy,train_loss,validation_accuracy,validation_loss,seconds"
@@ -180,7 +173,6 @@ def test_history_to_json_and_csv() -> None:
 
 def test_empty_history_serialises() -> None:
     history = History(stopped="why")
-    assert json.loads(history.to_json()) == {"epochs": [], "stopped": "why"}
     assert history.to_csv().splitlines() == [",".join(EpochRecord.__dataclass_fields__)]
 
 

@@ -18,3 +18,13 @@ class ModelFileError(ScratchCNNError, ValueError):
 
 class ConfigError(ScratchCNNError, ValueError):
     """An option has a value the network or the trainer cannot use."""
+
+
+class WriteError(ScratchCNNError, OSError):
+    """A file could not be written (full disk, no permission); the message names the file."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): for one-line errors."""
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]

@@ -21,8 +21,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from scratchcnn import train
-from scratchcnn.model import ConvNet
+from scratchcnn import options
+from scratchcnn.nn import layers
+from scratchcnn.nn.model import ConvNet
+from scratchcnn.options import NETWORK, TRAINING
+from scratchcnn.train import sgd as train
 
 try:
     from sklearn.utils.validation import validate_data
@@ -40,7 +43,6 @@ __all__ = ["ConvNetClassifier", "infer_image_shape"]
 BIAS = True
 LEARNING_RATE = 0.02
 EPOCHS = 30
-BATCH_SIZE = 1
 
 
 def infer_image_shape(n_features: int) -> tuple[int, int]:
@@ -113,14 +115,15 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        filters: int = 3,
-        kernel_size: int = 3,
-        pool: str = "decimate",
-        activation: str = "none",
+        *,
+        filters: int = NETWORK.filters,
+        kernel_size: int = NETWORK.kernel_size,
+        pool: str = NETWORK.pool,
+        activation: str = NETWORK.activation,
         bias: bool = BIAS,
         learning_rate: float = LEARNING_RATE,
         epochs: int = EPOCHS,
-        batch_size: int = BATCH_SIZE,
+        batch_size: int = TRAINING.batch_size,
         image_shape: tuple[int, int] | None = None,
         random_state: int | np.random.RandomState | None = None,
     ) -> None:
@@ -177,9 +180,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
         """The natural logarithms of predict_proba, computed stably from the class scores."""
-        A = self._scores(X)
-        A -= A.max(axis=1, keepdims=True)
-        return A - np.log(np.exp(A).sum(axis=1, keepdims=True))
+        return layers.log_softmax(self._scores(X))
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class of each row: (n_samples,), labels from ``classes_``."""
@@ -205,12 +206,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         if self.image_shape is None:
             return infer_image_shape(n_features)
         shape = self.image_shape
-        ok = isinstance(shape, (tuple, list, np.ndarray)) and len(shape) == 2
-        if not ok or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in shape):
-            raise ValueError(f"image_shape must be None or (height, width), two whole numbers; got {shape!r}")
-        H, W = (int(v) for v in shape)
-        if H < 2 or W < 2:
-            raise ValueError(f"image_shape must be at least (2, 2) so pooling leaves a pixel, got {shape!r}")
+        H, W = options.input_shape(shape, "image_shape")  # ConfigError is a ValueError, as scikit-learn expects
         if n_features != H * W:
             raise ValueError(f"image_shape {shape!r} holds {H * W} pixels, but X has {n_features} features")
         return H, W

@@ -16,7 +16,7 @@ from scratchcnn.errors import ScratchCNNError
 
 DESCRIPTION = """\
 A small convolutional network for handwritten digits, written from scratch in NumPy:
-3 filters of 3x3 -> pooling by decimation -> 10 dense outputs -> softmax, trained by SGD
+3 filters of 3x3 -> pooling by decimation -> a dense layer (one output per class) -> softmax, trained by SGD
 with gradients derived by hand.
 
 examples:

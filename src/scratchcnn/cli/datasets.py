@@ -9,7 +9,8 @@ from typing import Any
 
 from scratchcnn.cli.options import add_json_option, show_progress
 from scratchcnn.data import DOWNLOADABLE
-from scratchcnn.download import download_dataset
+from scratchcnn.data.download import download_dataset
+from scratchcnn.options import RunOptions
 
 
 def add_commands(commands: Any) -> None:
@@ -24,7 +25,8 @@ def add_download_command(commands: Any) -> None:
         "~/.cache/scratchcnn). Files already there and verified are kept. Offline? Copy the four files "
         "into DIR/<dataset>/ yourself and pass --data-dir DIR or set SCRATCHCNN_DATA=DIR.",
     )
-    parser.add_argument("--dataset", choices=(*DOWNLOADABLE, "all"), default="mnist", help="(default: mnist)")
+    parser.add_argument("--dataset", choices=(*DOWNLOADABLE, "all"), default=RunOptions.dataset,
+                        help="(default: %(default)s)")
     parser.add_argument("--data-dir", metavar="DIR", type=Path, help="where to put DIR/<dataset>/")
     parser.add_argument("--mirror", action="append", metavar="URL", default=[],
                         help="a mirror to try first (repeatable; also $SCRATCHCNN_MIRROR); {name} in it "

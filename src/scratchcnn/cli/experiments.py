@@ -8,20 +8,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scratchcnn import experiments
 from scratchcnn.cli.options import (
     add_data_options,
     add_json_option,
+    add_option_flags,
     default_run_dir,
-    natural_int,
     positive_float,
     positive_int,
     show_progress,
     validation_size,
 )
 from scratchcnn.data import load_dataset
-from scratchcnn.figures import plot_overtraining, plot_tuning, save_figure
 from scratchcnn.files import write_text_atomically
+from scratchcnn.options import RunOptions
+from scratchcnn.train import experiments
+from scratchcnn.train.rundir import RunDir
+from scratchcnn.viz.figures import plot_overtraining, plot_tuning, save_figure
+
+DATASET = RunOptions.dataset
 
 
 def add_commands(commands: Any) -> None:
@@ -51,20 +55,18 @@ def add_tune_command(commands: Any) -> None:
         "example: scratchcnn tune --learning-rates 0.001,0.01,0.1 --epochs 3",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_data_options(parser, "mnist")
+    add_data_options(parser)
     parser.add_argument("--learning-rates", type=learning_rates, default=list(experiments.LEARNING_RATES),
                         metavar="R1,R2,...", help=f"the rates to compare (default: {rates})")
     parser.add_argument("--epochs", type=positive_int, default=experiments.TUNE_EPOCHS,
                         help=f"epochs per rate (default: {experiments.TUNE_EPOCHS})")
-    parser.add_argument("--epoch-size", type=positive_int, metavar="N", help="records per epoch (default: all)")
-    parser.add_argument("--batch-size", type=positive_int, default=1, metavar="N", help="records per update "
-                        "(default: 1)")
+    add_option_flags(parser, ("epoch_size", "batch_size"), with_defaults=True)
     parser.add_argument("--train-size", type=positive_int, default=experiments.TUNE_TRAIN_SIZE, metavar="N",
                         help=f"the sample: the first N training records (default: {experiments.TUNE_TRAIN_SIZE})")
     parser.add_argument("--validation-size", type=validation_size, default=experiments.TUNE_VALIDATION_SIZE,
                         metavar="SIZE", help="records of the sample held out for validation, a count or a "
                         f"fraction (default: {experiments.TUNE_VALIDATION_SIZE})")
-    parser.add_argument("--seed", type=natural_int, default=0, help="random seed (default: 0)")
+    add_option_flags(parser, ("seed",), with_defaults=True)
     parser.add_argument("--jobs", type=positive_int, metavar="N", help="parallel processes (default: one per core)")
     parser.add_argument("--out", metavar="DIR", type=Path, help="output folder (default: runs/<timestamp>)")
     add_json_option(parser)
@@ -81,7 +83,7 @@ def add_overtrain_command(commands: Any) -> None:
         "example: scratchcnn overtrain --epochs 300",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_data_options(parser, "mnist")
+    add_data_options(parser)
     parser.add_argument("--train-records", type=positive_int, default=experiments.OVERTRAIN_RECORDS, metavar="N",
                         help=f"size of the training sample (default: {experiments.OVERTRAIN_RECORDS})")
     parser.add_argument("--validation-records", type=positive_int, default=experiments.OVERTRAIN_VALIDATION,
@@ -90,14 +92,14 @@ def add_overtrain_command(commands: Any) -> None:
                         help=f"epochs (default: {experiments.OVERTRAIN_EPOCHS})")
     parser.add_argument("--learning-rate", "--lr", type=positive_float, default=experiments.OVERTRAIN_LEARNING_RATE,
                         metavar="ETA", help=f"step size (default: {experiments.OVERTRAIN_LEARNING_RATE})")
-    parser.add_argument("--seed", type=natural_int, default=0, help="random seed: picks the samples (default: 0)")
+    add_option_flags(parser, ("seed",), with_defaults=True)
     parser.add_argument("--out", metavar="DIR", type=Path, help="output folder (default: runs/<timestamp>)")
     add_json_option(parser)
     parser.set_defaults(run=run_overtrain)
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    data = load_dataset(args.dataset or "mnist", args.data_dir, download=args.download, progress=show_progress(args))
+    data = load_dataset(args.dataset or DATASET, args.data_dir, download=args.download, progress=show_progress(args))
     result = experiments.tune(
         data.train_images, data.train_labels, learning_rates=args.learning_rates, epochs=args.epochs,
         epoch_size=args.epoch_size, batch_size=args.batch_size, train_size=args.train_size,
@@ -105,7 +107,7 @@ def run_tune(args: argparse.Namespace) -> int:
     )
     result["dataset"] = data.name
     out = args.out or default_run_dir()
-    write_text_atomically(out / "tuning.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomically(out / RunDir.TUNING, json.dumps(result, indent=2) + "\n")
     write_text_atomically(out / "tuning.csv", experiments.tuning_csv(result))
     save_figure(plot_tuning(result), out / "tuning.png")
     if args.json:
@@ -121,7 +123,7 @@ def run_tune(args: argparse.Namespace) -> int:
 
 
 def run_overtrain(args: argparse.Namespace) -> int:
-    data = load_dataset(args.dataset or "mnist", args.data_dir, download=args.download, progress=show_progress(args))
+    data = load_dataset(args.dataset or DATASET, args.data_dir, download=args.download, progress=show_progress(args))
     result = experiments.overtrain(
         data.train_images, data.train_labels, train_records=args.train_records,
         validation_records=args.validation_records, epochs=args.epochs, learning_rate=args.learning_rate,
@@ -129,7 +131,7 @@ def run_overtrain(args: argparse.Namespace) -> int:
     )
     result["dataset"] = data.name
     out = args.out or default_run_dir()
-    write_text_atomically(out / "overtraining.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomically(out / RunDir.OVERTRAINING, json.dumps(result, indent=2) + "\n")
     save_figure(plot_overtraining(result), out / "overtraining.png")
     if result["stopped"]:
         print(f"scratchcnn: warning: {result['stopped']}", file=sys.stderr)

@@ -8,7 +8,7 @@ import webbrowser
 from pathlib import Path
 from typing import Any
 
-from scratchcnn.explorer import EXPLORER_NAME, write_explorer
+from scratchcnn.viz.explorer import EXPLORER_NAME, write_explorer
 
 
 def add_commands(commands: Any) -> None:

@@ -1,64 +1,105 @@
-"""What the commands share: argument types that refuse bad values, the data options, exit codes."""
+"""What the commands share: argument types that refuse bad values, flags derived from the options
+dataclasses (scratchcnn.options), the data options, exit codes."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import Field, fields
 from pathlib import Path
+from typing import Any
 
-from scratchcnn.data import DATASETS
+from scratchcnn import options
+from scratchcnn.errors import ConfigError
+from scratchcnn.options import DATASETS, RunOptions
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 
-def whole_number(text: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-    return value
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type for whole numbers ≥ minimum (the check is the options' own)."""
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        try:
+            return options.whole_number("value", value, minimum)
+        except ConfigError:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}") from None
+    return convert
 
 
-def positive_int(text: str) -> int:
-    return whole_number(text, 1)
+positive_int, natural_int = whole_number(1), whole_number(0)
 
 
-def natural_int(text: str) -> int:
-    return whole_number(text, 0)
-
-
-def positive_float(text: str) -> float:
+def _finite(text: str, expected: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _finite(text, "a number")
+    if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
 def validation_size(text: str) -> float | int:
     """A fraction in [0, 1) like 0.1, or a whole number of records like 1000."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction like 0.1 or a count like 1000, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1) or a count of records, got {text}")
-    if value < 1:
-        return value  # a fraction of the training records
-    if not value.is_integer():
+    value = _finite(text, "a fraction like 0.1 or a count like 1000")
+    if value >= 1 and not value.is_integer():
         raise argparse.ArgumentTypeError(f"a count of records must be a whole number, got {text}")
-    return int(value)
+    try:
+        return options.validation_size(int(value) if value >= 1 else value)
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1) or a count of records, got {text}") from None
 
 
-def add_data_options(parser: argparse.ArgumentParser, dataset_default: str) -> None:
+PARSERS = {"count": positive_int, "natural": natural_int, "rate": positive_float, "size": validation_size}
+
+
+def option_field(name: str) -> Field:
+    return next(f for f in fields(RunOptions) if f.name == name)
+
+
+def add_option_flags(group: argparse._ActionsContainer, names: Iterable[str], *, with_defaults: bool = False,
+                     aliases: dict[str, tuple[str, ...]] | None = None) -> None:
+    """One flag per option, --name-with-dashes, its help and default read from scratchcnn.options.
+
+    with_defaults False: the flag's value is None unless given (train resolves defaults per dataset and
+    checks a resumed run's flags against its checkpoint). True: argparse fills in the default.
+    """
+    for name in names:
+        f = option_field(name)
+        meta = f.metadata
+        shown = f"(default: {options.default_text(name)})" if "(default:" not in meta["help"] else ""
+        kwargs: dict[str, Any] = {"help": f"{meta['help']} {shown}".strip(), "dest": name}
+        if meta["kind"] == "flag":
+            kwargs.update(action="store_true", default=f.default if with_defaults else None)
+        else:
+            kwargs.update(metavar=meta["metavar"], default=f.default if with_defaults else None)
+            if meta["kind"] == "choice":
+                kwargs["choices"] = options.CHOICES[name]
+            else:
+                kwargs["type"] = PARSERS[meta["kind"]]
+        group.add_argument("--" + name.replace("_", "-"), *(aliases or {}).get(name, ()), **kwargs)
+
+
+def add_data_options(parser: argparse.ArgumentParser, dataset_default: str | None = None) -> None:
+    """--dataset, --data-dir, --no-download. dataset_default: what the help says when --dataset is left out."""
     group = parser.add_argument_group("data")
-    group.add_argument("--dataset", choices=DATASETS, help=f"which dataset (default: {dataset_default})")
+    group.add_argument("--dataset", choices=DATASETS,
+                       help=f"which dataset (default: {dataset_default or options.default_text('dataset')})")
     group.add_argument("--data-dir", metavar="DIR", type=Path,
                        help="folder holding DIR/<dataset>/ with the four IDX files (also: $SCRATCHCNN_DATA)")
     group.add_argument("--no-download", dest="download", action="store_false",

@@ -12,10 +12,12 @@ import numpy as np
 from scratchcnn.cli.options import add_data_options, add_json_option, natural_int, show_progress
 from scratchcnn.data import CLASS_NAMES, load_dataset
 from scratchcnn.errors import ConfigError
-from scratchcnn.figures import model_figures
-from scratchcnn.model import ConvNet
-from scratchcnn.report import write_report
-from scratchcnn.train import confusion_matrix
+from scratchcnn.nn.metrics import confusion_matrix
+from scratchcnn.nn.model import ConvNet
+from scratchcnn.options import RunOptions
+from scratchcnn.train.rundir import RunDir
+from scratchcnn.viz.figures import FORMATS, model_figures
+from scratchcnn.viz.report import REPORT_NAME, write_report
 
 
 def add_commands(commands: Any) -> None:
@@ -36,9 +38,9 @@ def add_figures_command(commands: Any) -> None:
     parser.add_argument("model", type=Path, metavar="MODEL", help="a model.npz written by scratchcnn train")
     add_data_options(parser, "the one the model was trained on")
     parser.add_argument("--image-index", type=natural_int, default=0, metavar="I",
-                        help="which test record to draw (default: 0, a '7' in MNIST)")
+                        help="which test record to draw (default: %(default)s, a '7' in MNIST)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: MODEL's folder/figures)")
-    parser.add_argument("--format", choices=("png", "svg"), default="png", help="file format (default: png)")
+    parser.add_argument("--format", choices=FORMATS, default=FORMATS[0], help="file format (default: %(default)s)")
     add_json_option(parser)
     parser.set_defaults(run=run_figures)
 
@@ -53,7 +55,7 @@ def add_report_command(commands: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a folder written by scratchcnn train")
-    parser.add_argument("--out", type=Path, metavar="FILE", help="where to write (default: RUN_DIR/report.html)")
+    parser.add_argument("--out", type=Path, metavar="FILE", help=f"where to write (default: RUN_DIR/{REPORT_NAME})")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="where the test set is (as for train)")
     add_json_option(parser)
     parser.set_defaults(run=run_report)
@@ -61,14 +63,13 @@ def add_report_command(commands: Any) -> None:
 
 def run_figures(args: argparse.Namespace) -> int:
     net = ConvNet.load(args.model)
-    name = args.dataset or net.dataset or "mnist"
-    data = load_dataset(name, args.data_dir, download=args.download, progress=show_progress(args))
-    if data.test_images.shape[1:] != net.input_shape:
-        raise ConfigError(f"{args.model} takes {net.input_shape} images but {name} has {data.test_images.shape[1:]}")
+    name = args.dataset or net.dataset or RunOptions.dataset
+    data = load_dataset(name, args.data_dir, download=args.download, progress=show_progress(args),
+                        image_shape=net.input_shape)
     if args.image_index >= len(data.test_images):
         raise ConfigError(f"--image-index {args.image_index}: the {name} test set has {len(data.test_images)} images")
-    history_path = args.model.parent / "history.json"
-    history = _read_history(history_path) if history_path.is_file() else None
+    summary = RunDir.of_model(args.model).read_summary()
+    history = summary["history"] if summary is not None else None
     y_true = data.test_labels.astype(np.int64)
     matrix = confusion_matrix(y_true, net.predict(data.test_images), net.classes)
     names = CLASS_NAMES[name]
@@ -87,10 +88,3 @@ def run_report(args: argparse.Namespace) -> int:
     path = write_report(args.run_dir, args.out, data_dir=args.data_dir)
     print(json.dumps({"report": str(path)}) if args.json else f"wrote {path}")
     return 0
-
-
-def _read_history(path: Path) -> list[dict[str, Any]] | None:
-    try:
-        return json.loads(path.read_text())["history"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ConfigError(f"{path}: not a history.json written by scratchcnn train ({error})") from None

@@ -12,9 +12,9 @@ import numpy as np
 
 from scratchcnn.cli.options import EXIT_BAD_INPUT
 from scratchcnn.data import CLASS_NAMES
+from scratchcnn.data.images import ImageError, load_image, preprocess, require_pillow, save_png
 from scratchcnn.errors import ScratchCNNError
-from scratchcnn.images import ImageError, load_image, preprocess, require_pillow, save_png
-from scratchcnn.model import ConvNet
+from scratchcnn.nn.model import ConvNet
 
 TOP = 3  # probabilities printed per file
 

@@ -5,31 +5,29 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from scratchcnn.checkpoint import CHECKPOINT_NAME
 from scratchcnn.cli.options import (
     EXIT_INTERRUPTED,
     add_data_options,
     add_json_option,
+    add_option_flags,
     default_run_dir,
-    natural_int,
-    positive_float,
-    positive_int,
     show_progress,
-    validation_size,
 )
 from scratchcnn.data import CLASS_NAMES, load_dataset
-from scratchcnn.errors import ConfigError, ScratchCNNError
-from scratchcnn.figures import FIGURE_NAMES, plot_accuracy, plot_confusion, save_figure
-from scratchcnn.layers import ACTIVATIONS, POOLS
-from scratchcnn.model import ConvNet
-from scratchcnn.runs import TRAIN_DEFAULTS, train_run
-from scratchcnn.train import BATCH_SIZE, ENGINES, EPOCHS, LEARNING_RATE, VALIDATION_SIZE, confusion_matrix
+from scratchcnn.errors import ConfigError
+from scratchcnn.nn.metrics import confusion_matrix
+from scratchcnn.nn.model import ConvNet
+from scratchcnn.options import NetworkOptions, RunOptions, TrainOptions
+from scratchcnn.train.rundir import RunDir
+from scratchcnn.train.runs import train_run
+from scratchcnn.viz.figures import plot_accuracy, plot_confusion, save_figure
 
 
 def add_commands(commands: Any) -> None:
@@ -43,36 +41,20 @@ def add_train_command(commands: Any) -> None:
         description="Train the network by stochastic gradient descent, report train/validation accuracy per "
         "epoch, evaluate on the test set, and write model.npz, history.json and history.csv into --out. "
         "A checkpoint is written after every epoch: after a crash or Ctrl-C, --resume DIR continues the run "
-        "exactly where it stopped.",
+        "exactly where it stopped. A folder that already holds a run is never overwritten unless you say "
+        "--overwrite, and only one process uses a folder at a time.",
     )
-    add_data_options(parser, "mnist")
-    sgd = parser.add_argument_group("stochastic gradient descent")
-    sgd.add_argument("--learning-rate", "--lr", type=positive_float, metavar="ETA",
-                     help=f"step size η in θ ← θ − η ∂L/∂θ (default: {LEARNING_RATE}; 0.005 for digits)")
-    sgd.add_argument("--epochs", type=positive_int, metavar="N", help=f"number of epochs (default: {EPOCHS})")
-    sgd.add_argument("--batch-size", type=positive_int, metavar="N",
-                     help=f"records per update; 1 is the write-up's one-record-at-a-time SGD (default: {BATCH_SIZE})")
-    sgd.add_argument("--epoch-size", type=positive_int, metavar="N",
-                     help="records per epoch, drawn in turn from the shuffled training set (default: all of it)")
-    sgd.add_argument("--train-size", type=positive_int, metavar="N",
-                     help="use only the first N training records (default: all)")
-    sgd.add_argument("--validation-size", type=validation_size, metavar="SIZE",
-                     help="records held out of the training set for validation: a fraction like 0.1 or a "
-                     f"count like 1000; 0 for none (default: {VALIDATION_SIZE})")
-    sgd.add_argument("--seed", type=natural_int, help="random seed: same seed, same model, bit for bit (default: 0)")
-    net = parser.add_argument_group("network")
-    net.add_argument("--filters", type=positive_int, metavar="K", help="number of convolution filters (default: 3)")
-    net.add_argument("--kernel-size", type=positive_int, metavar="k", help="filter size k×k (default: 3)")
-    net.add_argument("--pool", choices=POOLS, help="2×2 pooling after the convolution (default: decimate)")
-    net.add_argument("--activation", choices=ACTIVATIONS, help="applied after the convolution (default: none)")
-    net.add_argument("--bias", action="store_true", default=None, help="add a bias b to the dense layer: A = W Z + b")
-    net.add_argument("--dtype", choices=("float32", "float64"), help="floating-point precision (default: float32)")
-    net.add_argument("--engine", choices=ENGINES, help="SGD engine: numba (compiled, fast), numpy (the readable "
-                     "reference, same results to float precision), auto: numba when installed (default: auto)")
+    add_data_options(parser)
+    add_option_flags(parser.add_argument_group("stochastic gradient descent"),
+                     [f.name for f in fields(TrainOptions) if f.name != "engine"],
+                     aliases={"learning_rate": ("--lr",)})
+    add_option_flags(parser.add_argument_group("network"), [*(f.name for f in fields(NetworkOptions)), "engine"])
     out = parser.add_argument_group("output")
     out.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: runs/<timestamp>)")
     out.add_argument("--resume", type=Path, metavar="DIR",
                      help="continue the run in DIR from its checkpoint, with its saved options")
+    out.add_argument("--overwrite", action="store_true",
+                     help="replace the run already in --out (its files go once the new run's first epoch is saved)")
     add_json_option(out)
     parser.set_defaults(run=run_train)
 
@@ -89,44 +71,48 @@ def add_evaluate_command(commands: Any) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    given = {key: getattr(args, key) for key in TRAIN_DEFAULTS if getattr(args, key) is not None}
+    given = {f.name: getattr(args, f.name) for f in fields(RunOptions) if getattr(args, f.name) is not None}
     if args.resume and args.out and args.out.resolve() != args.resume.resolve():
         raise ConfigError("--resume DIR writes into DIR: drop --out or give the same folder")
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume continues the run in DIR and --overwrite replaces it: give one of them")
     out = args.resume or args.out or default_run_dir()
     say = (lambda _: None) if args.json else tqdm.write
     try:
         summary = train_run(given, out, data_dir=args.data_dir, download=args.download,
-                            resume=args.resume is not None,
-                            progress=show_progress(args), say=say)
+                            resume=args.resume is not None, overwrite=args.overwrite,
+                            progress=show_progress(args), say=say, finish=write_training_figures)
     except KeyboardInterrupt:
-        if (out / CHECKPOINT_NAME).exists():
-            print(f"scratchcnn: interrupted; the last finished epoch is saved in {out / CHECKPOINT_NAME}. "
+        checkpoint = RunDir(out).checkpoint
+        if checkpoint.exists():
+            print(f"scratchcnn: interrupted; the last finished epoch is saved in {checkpoint}. "
                   f"Continue with: scratchcnn train --resume {out}", file=sys.stderr)
         else:
             print("scratchcnn: interrupted before the first epoch ended; nothing saved", file=sys.stderr)
         return EXIT_INTERRUPTED
     if summary["stopped"]:
         print(f"scratchcnn: warning: {summary['stopped']}", file=sys.stderr)
-    names = CLASS_NAMES[summary["options"]["dataset"]]
-    save_figure(plot_accuracy(summary["history"]), out / f"{FIGURE_NAMES['accuracy']}.png")
-    save_figure(plot_confusion(np.array(summary["confusion_matrix"]), names), out / f"{FIGURE_NAMES['confusion']}.png")
     if args.json:
         print(json.dumps(summary))
     else:
         data_name = summary["options"]["dataset"]
         print(f"test accuracy {summary['test_accuracy']:.4f} on the {data_name} test set")
-        print(f"wrote {out / 'model.npz'}, history.json, history.csv and the accuracy and confusion figures")
+        print(f"wrote {RunDir(out).model}, history.json, history.csv and the accuracy and confusion figures")
     return 0
+
+
+def write_training_figures(run: RunDir, summary: dict[str, Any]) -> None:
+    """The accuracy curves and the confusion matrix, into the run folder."""
+    names = CLASS_NAMES[summary["options"]["dataset"]]
+    save_figure(plot_accuracy(summary["history"]), run.figure("accuracy"))
+    save_figure(plot_confusion(np.array(summary["confusion_matrix"]), names), run.figure("confusion"))
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     net = ConvNet.load(args.model)
-    name = args.dataset or net.dataset or "mnist"
-    data = load_dataset(name, args.data_dir, download=args.download, progress=show_progress(args))
-    if data.test_images.shape[1:] != net.input_shape:
-        raise ScratchCNNError(
-            f"{args.model} takes {net.input_shape} images but {name} has {data.test_images.shape[1:]}"
-        )
+    name = args.dataset or net.dataset or RunOptions.dataset
+    data = load_dataset(name, args.data_dir, download=args.download, progress=show_progress(args),
+                        image_shape=net.input_shape)
     y_true = data.test_labels.astype(np.int64)
     y_pred = net.predict(data.test_images)
     matrix = confusion_matrix(y_true, y_pred, net.classes)

@@ -1,8 +1,8 @@
 """``scratchcnn explore``: one self-contained HTML page to draw a digit and watch the network work on it.
 
-The page (explorer_template.PAGE) holds the model's parameters as JSON, up to PICKER_IMAGES test images,
-the training curves as inline SVG and the forward pass in JavaScript. It links to nothing, so it opens
-from disk in any modern browser, offline.
+The page is assets/explorer.html with explorer.css and explorer.js inlined: one file holding the model's
+parameters as JSON, up to PICKER_IMAGES test images, the training curves as inline SVG and the forward
+pass in JavaScript. It links to nothing, so it opens from disk in any modern browser, offline.
 """
 
 from __future__ import annotations
@@ -12,17 +12,20 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
+from functools import cache
 from html import escape
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from scratchcnn.data import CLASS_NAMES, load_dataset
-from scratchcnn.errors import ScratchCNNError
-from scratchcnn.explorer_template import PAGE
+from scratchcnn.errors import ScratchCNNError, first_line
 from scratchcnn.files import write_text_atomically
-from scratchcnn.model import ConvNet
+from scratchcnn.nn.model import ConvNet
+from scratchcnn.options import RunOptions
+from scratchcnn.train.rundir import RunDir
 
 EXPLORER_NAME = "explorer.html"
 PICKER_IMAGES = 50  # test images embedded for the picker: the first ones of the test set
@@ -46,21 +49,18 @@ def write_explorer(model: str | os.PathLike, out: str | os.PathLike | None = Non
     model = Path(model)
     net = ConvNet.load(model)
     notes: list[str] = []
-    dataset = net.dataset or "mnist"
+    dataset = net.dataset or RunOptions.dataset
     images = labels = None
     test_accuracy = None
     try:
-        data = load_dataset(dataset, data_dir, download=False)
-        if data.test_images.shape[1:] != net.input_shape:
-            shape = data.test_images.shape[1:]
-            raise ScratchCNNError(f"{dataset} images are {shape}, the model takes {net.input_shape}")
+        data = load_dataset(dataset, data_dir, download=False, image_shape=net.input_shape)
     except (ScratchCNNError, ImportError) as error:
-        reason = _first_line(error).replace("; or allow downloading", "")  # explore never downloads
+        reason = first_line(error).replace("; or allow downloading", "")  # explore never downloads
         notes.append(f"no test images embedded, the page has no picker: {reason}")
     else:
         images, labels = data.test_images[:PICKER_IMAGES], data.test_labels[:PICKER_IMAGES]
         test_accuracy = float((net.predict(data.test_images) == data.test_labels).mean())
-    history, summary_accuracy, history_note = read_history(model.parent / "history.json")
+    history, summary_accuracy, history_note = read_history(RunDir.of_model(model))
     if history_note:
         notes.append(history_note)
     if summary_accuracy is not None:
@@ -73,17 +73,15 @@ def write_explorer(model: str | os.PathLike, out: str | os.PathLike | None = Non
     return Explorer(path, notes)
 
 
-def read_history(path: Path) -> tuple[list[dict[str, Any]] | None, float | None, str | None]:
+def read_history(run: RunDir) -> tuple[list[dict[str, Any]] | None, float | None, str | None]:
     """(per-epoch history, test accuracy, note) from a run's history.json; Nones and a note if unusable."""
-    if not path.is_file():
-        return None, None, None
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-        history = [dict(e) for e in summary["history"]]
-        accuracy = summary.get("test_accuracy")
-        return history, float(accuracy) if accuracy is not None else None, None
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        return None, None, f"{path}: not a history.json written by scratchcnn train ({_first_line(error)}); no curves"
+        summary = run.read_summary()
+    except ScratchCNNError as error:
+        return None, None, f"{error}; no curves"
+    if summary is None:
+        return None, None, None
+    return summary["history"], summary.get("test_accuracy"), None
 
 
 def page_data(net: ConvNet, images: np.ndarray | None = None, labels: np.ndarray | None = None,
@@ -117,10 +115,17 @@ def build_page(net: ConvNet, *, title: str = "scratchcnn explorer", images: np.n
         "__TITLE__": escape(title), "__SUMMARY__": escape(describe(net, test_accuracy)),
         "__CURVES__": curves_svg(history, test_accuracy), "__DATA__": data,
     }
-    page = PAGE
+    page = _asset("explorer.html").replace("__STYLE__", _asset("explorer.css"))
+    page = page.replace("__SCRIPT__", _asset("explorer.js"))
     for key in ("__TITLE__", "__SUMMARY__", "__CURVES__", "__DATA__"):  # __DATA__ last: its text is not scanned
         page = page.replace(key, replacements[key])
     return page
+
+
+@cache
+def _asset(name: str) -> str:
+    """A file of the page (package data in scratchcnn/viz/assets)."""
+    return resources.files("scratchcnn.viz").joinpath("assets", name).read_text(encoding="utf-8")
 
 
 def describe(net: ConvNet, test_accuracy: float | None) -> str:
@@ -200,8 +205,3 @@ def _numbers(array: np.ndarray) -> list[float]:
     if flat.dtype == np.float32:
         return [float(str(v)) for v in flat]  # str(np.float32) is its shortest round-tripping form
     return [float(v) for v in flat]
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import time
 from collections.abc import Callable
@@ -18,15 +17,11 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from scratchcnn import engine as engines
 from scratchcnn.errors import ConfigError
-from scratchcnn.model import CLASSES, ConvNet
-
-# Chosen by measurement on the shared MNIST (9 000 training records, 2 cores): see README, "Defaults".
-LEARNING_RATE = 0.0005
-EPOCHS = 20
-BATCH_SIZE = 1
-VALIDATION_SIZE = 0.1
+from scratchcnn.nn import engine as engines
+from scratchcnn.nn.metrics import evaluate
+from scratchcnn.nn.model import ConvNet
+from scratchcnn.options import ENGINES, TRAINING, TrainOptions
 
 
 @dataclass
@@ -51,18 +46,12 @@ class History:
     engine: str | None = None  # which SGD engine ran: "numba" or "numpy"
     compile_seconds: float = 0.0  # compiling (or loading) the numba kernel, not counted in epoch seconds
 
-    def to_json(self) -> str:
-        return json.dumps({"epochs": [asdict(e) for e in self.epochs], "stopped": self.stopped}, indent=2)
-
     def to_csv(self) -> str:
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=list(EpochRecord.__dataclass_fields__), lineterminator="\n")
         writer.writeheader()
         writer.writerows(asdict(e) for e in self.epochs)
         return out.getvalue()
-
-
-ENGINES = ("auto", "numba", "numpy")
 
 
 def resolve_engine(engine: str) -> str:
@@ -73,22 +62,6 @@ def resolve_engine(engine: str) -> str:
     if engine == "numba" and not available:
         raise ConfigError("the numba engine needs Numba: pip install numba, or use --engine numpy")
     return "numba" if engine == "auto" and available else "numpy" if engine == "auto" else engine
-
-
-def evaluate(net: ConvNet, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy of net on checked images X: (N, H, W) and labels y: (N,)."""
-    if len(X) == 0:
-        return math.nan, math.nan
-    A = net.scores(X)
-    shifted = A - A.max(axis=1, keepdims=True)
-    log_P_y = shifted[np.arange(len(y)), y] - np.log(np.exp(shifted).sum(axis=1))  # ln P_y
-    return float((A.argmax(axis=1) == y).mean()), float(-log_P_y.mean())
-
-
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int = CLASSES) -> np.ndarray:
-    """M[i, j] = how many images of class i were predicted as class j. Returns (classes, classes) int64."""
-    counts = np.bincount(np.asarray(y_true) * classes + np.asarray(y_pred), minlength=classes * classes)
-    return counts.reshape(classes, classes)
 
 
 def split_sizes(n: int, train_size: int | None, validation_size: float | int) -> tuple[int, int]:
@@ -149,14 +122,14 @@ def fit(
     images: Any,
     labels: Any,
     *,
-    learning_rate: float = LEARNING_RATE,
-    epochs: int = EPOCHS,
-    batch_size: int = BATCH_SIZE,
-    epoch_size: int | None = None,
-    train_size: int | None = None,
-    validation_size: float | int = VALIDATION_SIZE,
-    seed: int = 0,
-    engine: str = "auto",
+    learning_rate: float = TRAINING.learning_rate,
+    epochs: int = TRAINING.epochs,
+    batch_size: int = TRAINING.batch_size,
+    epoch_size: int | None = TRAINING.epoch_size,
+    train_size: int | None = TRAINING.train_size,
+    validation_size: float | int = TRAINING.validation_size,
+    seed: int = TRAINING.seed,
+    engine: str = TRAINING.engine,
     progress: bool = False,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     save_state: Callable[[TrainState], None] | None = None,
@@ -172,13 +145,8 @@ def fit(
     A NaN or infinite loss stops training and restores the parameters of the last good epoch.
     ``engine``: "numba" (compiled), "numpy" (the readable reference) or "auto" (numba if installed).
     """
-    if not learning_rate > 0 or not math.isfinite(learning_rate):
-        raise ConfigError(f"learning_rate must be a positive number, got {learning_rate}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed), ("epoch_size", epoch_size)):
-        minimum = 0 if name == "seed" else 1
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-                                  or value < minimum):
-            raise ConfigError(f"{name} must be a whole number ≥ {minimum}, got {value!r}")
+    TrainOptions(learning_rate=learning_rate, epochs=epochs, batch_size=batch_size, epoch_size=epoch_size,
+                 train_size=train_size, validation_size=validation_size, seed=seed, engine=engine)  # checks them
     X = net.check_images(images)  # uint8 stays 1 byte a pixel: scaled batch by batch
     y = net.prepare_labels(labels, len(X))
     compiled = resolve_engine(engine) == "numba"

@@ -14,9 +14,6 @@ import functools
 
 import numpy as np
 
-POOLS = ("decimate", "max", "avg")
-ACTIVATIONS = ("none", "relu")
-
 
 def patches(X: np.ndarray, k: int, stride: int, rows: int, cols: int) -> np.ndarray:
     """The k×k windows of X whose top-left corners are (stride·p, stride·q), p < rows, q < cols.
@@ -102,13 +99,13 @@ def activate_backward(dY: np.ndarray, Y: np.ndarray, how: str) -> np.ndarray:
 
 
 def log_softmax(A: np.ndarray) -> np.ndarray:
-    """ln P_j = a_j − ln Σ_k e^{a_k}, shifted by max_k a_k so no exponential overflows. A: (N, 10)."""
+    """ln P_j = a_j − ln Σ_k e^{a_k}, shifted by max_k a_k so no exponential overflows. A: (N, C)."""
     shifted = A - A.max(axis=1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def cross_entropy_backward(P: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """∂L/∂A = (P − onehot(y)) / N for L the mean over the batch of −ln P_y. P: (N, 10), y: (N,)."""
+    """∂L/∂A = (P − onehot(y)) / N for L the mean over the batch of −ln P_y. P: (N, C), y: (N,)."""
     dA = P.copy()
     dA[np.arange(len(y)), y] -= 1
     return dA / len(y)

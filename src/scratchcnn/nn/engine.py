@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from scratchcnn.errors import ConfigError
-from scratchcnn.model import ConvNet
+from scratchcnn.nn.model import ConvNet
 
 # Whether the compiled engine is used. True when Numba is installed; it turns False on first use (and
 # sgd_epoch falls back to NumPy) if Numba cannot be imported or NUMBA_DISABLE_JIT is set. warm_up()
@@ -71,7 +71,7 @@ POOL_CODES = {"decimate": 0, "max": 1, "avg": 2}
 # for decimate, else 4. Every image-like array uses the "wide" grid of H' rows of Cw = W' + e ≥ W'
 # positions (t = p·Cw + q), so that each tap of the convolution is one contiguous loop over the whole
 # grid: Y, dY (K, P, T) with Y[k, 2u + v, t] = Y_k(2p + u, 2q + v); Z, dZ (K, T); and the dense weights
-# are used in the same layout, Ww (10, K·T), a copy of W with zero columns at the positions q ≥ W'
+# are used in the same layout, Ww (C, K·T), a copy of W with zero columns at the positions q ≥ W'
 # (copied back after the epoch). Z is set to 0 there, so those columns get zero gradient and stay 0.
 # ``zero``, ``one``, ``quarter`` are scalars in the net's dtype (Python literals would be float64).
 # Performance notes. Indices in inner loops are plain loop variables, or unsigned (the uint64 tap
@@ -420,7 +420,7 @@ def sgd_epoch(net: ConvNet, X: np.ndarray, y: np.ndarray, order: np.ndarray, lea
     """Run one epoch of SGD in place on net's parameters; returns (steps done, loss of the last batch).
 
     X: the training images (N, H, W), uint8 (scaled by 1/255 record by record, so a large training
-    set stays 1 byte a pixel) or prepared floats in net.dtype; y: (N,) labels 0..9; order: the record
+    set stays 1 byte a pixel) or prepared floats in net.dtype; y: (N,) labels 0..C−1; order: the record
     indices of the epoch, taken in consecutive batches ``order[i : i + batch_size]``. Each batch moves
     every parameter θ by ``θ ← θ − η ∂L/∂θ``, L the mean cross-entropy over the batch, exactly as a
     loop over ``net.loss_and_gradients_prepared`` would. If a batch's loss is NaN or infinite, its

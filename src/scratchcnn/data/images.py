@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scratchcnn.errors import DataError, ScratchCNNError
+from scratchcnn.errors import DataError, ScratchCNNError, first_line
 from scratchcnn.files import write_atomically
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     except Image.UnidentifiedImageError:
         raise ImageError("not an image Pillow can read (PNG, JPEG, BMP, ...)", path) from None
     except Exception as error:  # Pillow raises many kinds (OSError, ValueError, DecompressionBombError, ...)
-        raise ImageError(f"cannot read the image ({_first_line(error)})", path) from None
+        raise ImageError(f"cannot read the image ({first_line(error)})", path) from None
     if gray.size == 0:
         raise ImageError("the image has no pixels", path)
     contrast = float(np.ptp(gray))
@@ -322,8 +322,3 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     Image = require_pillow()
     picture = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))  # 2-D uint8: mode "L"
     return write_atomically(path, lambda fh: picture.save(fh, format="PNG"))
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]

@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 
 from scratchcnn.errors import ModelFileError
-from scratchcnn.files import write_atomically
-from scratchcnn.model import ConvNet, read_json_header, read_npz
-from scratchcnn.train import EpochRecord, History, TrainState
+from scratchcnn.nn.model import ConvNet
+from scratchcnn.nn.npzfile import read_json_header, read_npz, write_npz
+from scratchcnn.options import whole_number
+from scratchcnn.train.sgd import EpochRecord, History, TrainState
 
 CHECKPOINT_FORMAT = "scratchcnn.Checkpoint"
 CHECKPOINT_VERSION = 1
-CHECKPOINT_NAME = "checkpoint.npz"
 
 
 def save_checkpoint(path: str | os.PathLike, net: ConvNet, state: TrainState, options: dict[str, Any]) -> Path:
@@ -35,8 +35,7 @@ def save_checkpoint(path: str | os.PathLike, net: ConvNet, state: TrainState, op
         "rng_state": state.rng_state,
         "history": {"epochs": [asdict(e) for e in state.history.epochs], "stopped": state.history.stopped},
     }
-    arrays = dict(net.parameters(), order=state.order, header=np.array(json.dumps(header)))
-    return write_atomically(Path(path), lambda fh: np.savez(fh, **arrays))
+    return write_npz(path, dict(net.parameters(), order=state.order), header, "checkpoint")
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[ConvNet, TrainState, dict[str, Any]]:
@@ -50,7 +49,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[ConvNet, TrainState, dict[
     net = ConvNet.from_arrays(arrays, where)
     try:
         history = History([_epoch_record(e) for e in header["history"]["epochs"]], header["history"]["stopped"])
-        epoch, step, position = (_count(header[key]) for key in ("epoch", "step", "position"))
+        epoch, step, position = (whole_number(key, header[key]) for key in ("epoch", "step", "position"))
         state = TrainState(epoch, step, header["rng_state"], order, position, history)
         np.random.default_rng().bit_generator.state = state.rng_state  # refuses a malformed state
     except (KeyError, TypeError, ValueError, OverflowError) as error:
@@ -63,12 +62,6 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[ConvNet, TrainState, dict[
     if state.epoch != len(history.epochs):
         raise ModelFileError(f"{where}: epoch {state.epoch} disagrees with its {len(history.epochs)}-epoch history")
     return net, state, options
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"expected a whole number ≥ 0, got {value!r}")
-    return value
 
 
 def _epoch_record(fields: Any) -> EpochRecord:

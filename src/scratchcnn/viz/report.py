@@ -7,7 +7,6 @@ can be mailed or opened offline; it links to nothing.
 from __future__ import annotations
 
 import base64
-import json
 import math
 import os
 from html import escape
@@ -19,10 +18,12 @@ import numpy as np
 from scratchcnn._version import __version__
 from scratchcnn.data import CLASS_NAMES, load_dataset
 from scratchcnn.errors import DataError, ScratchCNNError
-from scratchcnn.figures import figure_bytes, model_figure_set, plot_overtraining, plot_tuning
 from scratchcnn.files import write_text_atomically
-from scratchcnn.model import ConvNet
-from scratchcnn.train import confusion_matrix
+from scratchcnn.nn.metrics import confusion_matrix
+from scratchcnn.nn.model import ConvNet
+from scratchcnn.options import RunOptions
+from scratchcnn.train.rundir import RunDir
+from scratchcnn.viz.figures import figure_bytes, model_figure_set, plot_overtraining, plot_tuning
 
 REPORT_NAME = "report.html"
 CAPTIONS = {
@@ -60,17 +61,20 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     and tuning.json and overtraining.json when present. The test set (for the record and confusion
     figures) is looked up with data_dir, never downloaded; without it the report says so.
     """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ScratchCNNError(f"{run_dir}: no such run directory")
-    summary = _read_json(run_dir / "history.json", required=True)
-    history = summary.get("history")
-    if (not isinstance(history, list) or not all(isinstance(e, dict) and "epoch" in e for e in history)
-            or not isinstance(summary.get("options", {}), dict)):
-        raise ScratchCNNError(f"{run_dir / 'history.json'}: not a scratchcnn run summary (no per-epoch 'history')")
-    net = ConvNet.load(run_dir / "model.npz")
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        raise ScratchCNNError(f"{run.path}: no such run directory")
+    with run.lock():  # not while a training process is writing the run
+        return _write_report(run, out, data_dir)
+
+
+def _write_report(run: RunDir, out: str | os.PathLike | None, data_dir: str | os.PathLike | None) -> Path:
+    summary = run.read_summary()
+    if summary is None:
+        raise ScratchCNNError(f"{run.summary}: no such file (is {run.path} a run written by 'scratchcnn train'?)")
+    net = ConvNet.load(run.model)
     options = summary.get("options") or {}
-    dataset = net.dataset or options.get("dataset") or "mnist"
+    dataset = net.dataset or options.get("dataset") or RunOptions.dataset
     class_names = CLASS_NAMES.get(dataset, CLASS_NAMES["mnist"])
     image, label, matrix, note = _test_figures_input(net, dataset, data_dir, summary)
     figures = model_figure_set(net, image, label, summary["history"], matrix, class_names)
@@ -80,41 +84,25 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         guess = class_names[int(P.argmax())]
         captions["record"] += f" Its label is {label}; the network predicts {guess} with probability {P.max():.2f}."
     body = [
-        f"<h1>scratchcnn training run: {escape(run_dir.resolve().name)}</h1>",
+        f"<h1>scratchcnn training run: {escape(run.path.resolve().name)}</h1>",
         f"<p>A {escape(_describe(net))}, trained on {escape(dataset)}.</p>",
         _results_section(summary),
         _configuration_section(net, options),
         "<h2>Figures</h2>",
         f'<p class="note">{escape(note)}</p>' if note else "",
         *(_figure_html(fig, captions[key]) for key, fig in figures.items()),
-        _tuning_section(run_dir / "tuning.json"),
-        _overtraining_section(run_dir / "overtraining.json"),
+        _tuning_section(run),
+        _overtraining_section(run),
         _equations_section(net),
         f"<p><small>Written by scratchcnn {escape(__version__)}.</small></p>",
     ]
     page = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>scratchcnn report: {escape(run_dir.resolve().name)}</title>\n<style>{STYLE}</style>\n"
+            f"<title>scratchcnn report: {escape(run.path.resolve().name)}</title>\n<style>{STYLE}</style>\n"
             "</head>\n<body>\n" + "\n".join(part for part in body if part) + "\n</body>\n</html>\n")
-    return write_text_atomically(Path(out) if out is not None else run_dir / REPORT_NAME, page)
+    return write_text_atomically(Path(out) if out is not None else run.path / REPORT_NAME, page)
 
 
 # ---- inputs --------------------------------------------------------------------------------------
-
-
-def _read_json(path: Path, required: bool = False) -> dict[str, Any] | None:
-    """A JSON object from path; None if it is absent and not required; ScratchCNNError if unreadable."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        if required:
-            raise ScratchCNNError(f"{path}: no such file (is {path.parent} a run written by 'scratchcnn train'?)"
-                                  ) from None
-        return None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ScratchCNNError(f"{path}: cannot be read as JSON ({str(error).splitlines()[0]})") from None
-    if not isinstance(value, dict):
-        raise ScratchCNNError(f"{path}: expected a JSON object, found {type(value).__name__}")
-    return value
 
 
 def _test_figures_input(net: ConvNet, dataset: str, data_dir: str | os.PathLike | None, summary: dict[str, Any]
@@ -122,12 +110,10 @@ def _test_figures_input(net: ConvNet, dataset: str, data_dir: str | os.PathLike 
     """(first test image, its label, confusion matrix, note for the reader) — Nones without the test set."""
     names = CLASS_NAMES.get(dataset, CLASS_NAMES["mnist"])
     try:
-        data = load_dataset(dataset, data_dir, download=False)
-        if data.test_images.shape[1:] != net.input_shape:
-            raise DataError(f"its test images are {data.test_images.shape[1:]}, the network takes {net.input_shape}")
+        data = load_dataset(dataset, data_dir, download=False, image_shape=net.input_shape)
     except DataError as error:
         saved = summary.get("confusion_matrix")
-        matrix = np.array(saved) if saved is not None and np.shape(saved) == (10, 10) else None
+        matrix = np.array(saved) if saved is not None and np.shape(saved) == (net.classes, net.classes) else None
         left_out = "the input record and its convolved and pooled images" + ("" if matrix is not None else
                                                                             " and the confusion matrix")
         return None, "", matrix, f"The {dataset} test set was not found, so {left_out} are left out. ({error})"
@@ -208,8 +194,9 @@ def _figure_html(fig: Any, caption: str) -> str:
             f"<figcaption>{escape(caption)}</figcaption></figure>")
 
 
-def _tuning_section(path: Path) -> str:
-    tuning = _read_json(path)
+def _tuning_section(run: RunDir) -> str:
+    path = run.path / run.TUNING
+    tuning = run.read_json(run.TUNING)
     if tuning is None:
         return ""
     try:
@@ -234,8 +221,9 @@ def _tuning_section(path: Path) -> str:
                       f"<p>Best learning rate: <b>{escape(_fmt(best))}</b>.</p>", figure])
 
 
-def _overtraining_section(path: Path) -> str:
-    result = _read_json(path)
+def _overtraining_section(run: RunDir) -> str:
+    path = run.path / run.OVERTRAINING
+    result = run.read_json(run.OVERTRAINING)
     if result is None:
         return ""
     try:

@@ -1,106 +1,8 @@
-"""The page ``scratchcnn explore`` writes: HTML, CSS and the network's forward pass in JavaScript.
-
-explorer.py fills in the placeholders (__TITLE__, __SUMMARY__, __CURVES__, __DATA__). The JavaScript
-forward pass is the same equations as model.py, for every option: K filters of k×k, zero padding k−1
-at the bottom/right, activation none|relu, pool decimate|max|avg (2×2, stride 2, odd sizes drop the last
-row/column), A = W Z (+ b), softmax. It links to nothing: the file works from disk, offline.
-"""
-
-PAGE = r"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,">
-<title>__TITLE__</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 1em 1.5em; color: #222; line-height: 1.4; }
-h1 { font-size: 1.4em; margin: 0 0 .2em; font-weight: 600; }
-h2 { font-size: 1.1em; font-weight: 600; margin: 0 0 .5em; }
-.summary { color: #444; margin: 0 0 1em; }
-.row { display: flex; flex-wrap: wrap; gap: 1.2em; align-items: flex-start; }
-.panel { border: 1px solid #ddd; border-radius: 6px; padding: .7em .9em; background: #fff; }
-canvas.px { image-rendering: pixelated; image-rendering: crisp-edges; border: 1px solid #bbb; display: block; }
-#draw { width: 280px; height: 280px; cursor: crosshair; touch-action: none; background: #fff; }
-#input { width: 196px; height: 196px; }
-.hint, .note { color: #555; font-size: .88em; max-width: 34em; }
-.note { background: #fff4e5; border-left: 4px solid #f0a030; padding: .4em .8em; }
-button { font: inherit; padding: .25em .9em; margin: .5em .4em 0 0; cursor: pointer; }
-label { font-size: .92em; }
-.bars { min-width: 15em; }
-.bar { display: flex; align-items: center; gap: .4em; margin: 2px 0; font-size: .9em;
-       font-variant-numeric: tabular-nums; }
-.bar .name { width: 7.5em; text-align: right; overflow: hidden; white-space: nowrap; text-overflow: ellipsis; }
-.bar .track { width: 10em; height: 1em; background: #eee; }
-.bar .fill { height: 100%; background: #8aa4c8; }
-.bar .val { width: 4.5em; }
-.bar.top .fill { background: #d0582a; } .bar.top { font-weight: 700; }
-#prediction { font-size: 1.6em; font-weight: 700; margin: .1em 0 .4em; }
-#picker { display: flex; flex-wrap: wrap; gap: 4px; max-width: 64em; }
-#picker figure { margin: 0; text-align: center; font-size: .75em; color: #555; cursor: pointer; }
-#picker canvas { width: 42px; height: 42px; }
-#picker figure.sel canvas { outline: 3px solid #d0582a; }
-table.layers td { padding: 3px 8px; vertical-align: top; text-align: center; font-size: .85em; color: #444; }
-table.layers th { font-weight: 600; font-size: .9em; text-align: center; }
-table.layers canvas.map { width: 168px; height: 168px; cursor: crosshair; }
-table.layers canvas.kern { width: 84px; height: 84px; }
-#detail { position: sticky; top: .5em; min-width: 22em; max-width: 34em; font-size: .88em; }
-#detail table { border-collapse: collapse; margin: .3em 0; font-variant-numeric: tabular-nums; }
-#detail td { border: 1px solid #ddd; padding: 1px 4px; text-align: right; font-family: ui-monospace, monospace;
-             font-size: .85em; }
-#detail td.pad { color: #aaa; background: #f6f6f6; }
-.eq { font-family: ui-monospace, monospace; font-size: .85em; word-break: break-word; }
-.wrap { position: relative; display: inline-block; }
-#window { position: absolute; border: 2px solid #d0582a; pointer-events: none; display: none; box-sizing: border-box; }
-.scale { font-size: .8em; color: #666; }
-</style>
-</head>
-<body>
-<h1>__TITLE__</h1>
-<p class="summary">__SUMMARY__</p>
-<div class="row">
-  <div class="panel">
-    <h2>Draw</h2>
-    <canvas id="draw" class="px" aria-label="drawing canvas"></canvas>
-    <button id="clear" type="button">Clear</button>
-    <label><input id="centre" type="checkbox"> centre and scale like MNIST</label>
-    <p class="hint">Draw with the mouse or a finger. With <i>centre and scale</i> on, the ink is cropped,
-      scaled so its longer side is 20/28 of the image and pasted with its centre of mass in the middle, as
-      MNIST's digits were (and as <code>scratchcnn predict</code> does); off, the canvas itself is the input.</p>
-  </div>
-  <div class="panel">
-    <h2>Input X</h2>
-    <div class="wrap"><canvas id="input" class="px"></canvas><div id="window"></div></div>
-    <p class="scale" id="input-note"></p>
-  </div>
-  <div class="panel bars">
-    <h2>Probabilities P</h2>
-    <div id="prediction"></div>
-    <div id="bars"></div>
-    <p class="scale" id="timing"></p>
-  </div>
-</div>
-<div class="panel" id="picker-panel" style="margin-top:1em">
-  <h2>Test images</h2>
-  <div id="picker"></div>
-  <p class="note" id="no-picker" hidden></p>
-</div>
-<div class="row" style="margin-top:1em">
-  <div class="panel">
-    <h2>Layers</h2>
-    <p class="hint">Red is positive, blue negative, white 0; each column shares one colour scale.
-      Hover over a pixel of Y<sub>k</sub> or Z<sub>k</sub> to see the sum that produced it.</p>
-    <table class="layers" id="layers"></table>
-  </div>
-  <div class="panel" id="detail"><h2>Hover over Y<sub>k</sub> or Z<sub>k</sub></h2>
-    <p class="hint">Y<sub>k</sub>(i, j) = Σ<sub>a,b</sub> X(i+a, j+b) f<sub>k</sub>(a, b),
-      X = 0 outside the image.</p></div>
-</div>
-<div class="row" style="margin-top:1em">
-  <div class="panel"><h2>Training</h2>__CURVES__</div>
-</div>
-<script type="application/json" id="model-data">__DATA__</script>
-<script>
+// The explorer's network, in the browser: the forward pass of scratchcnn's ConvNet, the same equations
+// as nn/layers.py and nn/model.py, for every option: K filters of k×k, zero padding k−1 at the
+// bottom/right, activation none|relu, pool decimate|max|avg (2×2, stride 2, odd sizes drop the last
+// row/column), A = W Z (+ b), softmax. explorer.py inlines this file into the page it writes; the page
+// links to nothing, so it works from disk, offline.
 "use strict";
 (function () {
   const D = JSON.parse(document.getElementById("model-data").textContent);
@@ -417,7 +319,3 @@ table.layers canvas.kern { width: 84px; height: 84px; }
   };
   if (images.length) selectImage(0); else update();
 })();
-</script>
-</body>
-</html>
-"""

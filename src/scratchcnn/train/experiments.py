@@ -16,8 +16,9 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from scratchcnn.errors import ConfigError
-from scratchcnn.model import ConvNet
-from scratchcnn.train import fit, split_sizes
+from scratchcnn.nn.model import ConvNet
+from scratchcnn.options import TRAINING
+from scratchcnn.train.sgd import fit, split_sizes
 
 # Log-spaced, a factor of √10 apart: from too small to learn in a few epochs to large enough to diverge.
 LEARNING_RATES = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
@@ -31,10 +32,9 @@ OVERTRAIN_EPOCHS = 1000
 OVERTRAIN_LEARNING_RATE = 0.005
 
 
-def _train_one_rate(images: np.ndarray, labels: np.ndarray, rate: float, options: dict[str, Any],
-                    network: dict[str, Any]) -> dict[str, Any]:
+def _train_one_rate(images: np.ndarray, labels: np.ndarray, rate: float, options: dict[str, Any]) -> dict[str, Any]:
     """One fresh network trained at one learning rate; its per-epoch validation accuracy."""
-    net = ConvNet(**network, input_shape=images.shape[1:], seed=options["seed"])
+    net = ConvNet(input_shape=images.shape[1:], seed=options["seed"])
     history = fit(net, images, labels, learning_rate=rate, **options)
     return {
         "learning_rate": rate,
@@ -51,12 +51,11 @@ def tune(
     learning_rates: Sequence[float] = LEARNING_RATES,
     epochs: int = TUNE_EPOCHS,
     epoch_size: int | None = None,
-    batch_size: int = 1,
+    batch_size: int = TRAINING.batch_size,
     train_size: int | None = TUNE_TRAIN_SIZE,
     validation_size: float | int = TUNE_VALIDATION_SIZE,
-    seed: int = 0,
+    seed: int = TRAINING.seed,
     jobs: int | None = None,
-    network: dict[str, Any] | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Train a fresh network (same seed, same sample) per learning rate and pick the best.
@@ -78,7 +77,7 @@ def tune(
     with tqdm(total=len(rates), unit="rate", disable=not progress, leave=False) as bar:
         runs = []
         for result in Parallel(n_jobs=jobs, return_as="generator")(
-            run(images, labels, rate, options, network or {}) for rate in rates
+            run(images, labels, rate, options) for rate in rates
         ):
             runs.append(result)
             bar.update()
@@ -116,8 +115,7 @@ def overtrain(
     validation_records: int = OVERTRAIN_VALIDATION,
     epochs: int = OVERTRAIN_EPOCHS,
     learning_rate: float = OVERTRAIN_LEARNING_RATE,
-    seed: int = 0,
-    network: dict[str, Any] | None = None,
+    seed: int = TRAINING.seed,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Train on a fixed sample of ``train_records`` records, one record per step, for many epochs.
@@ -131,7 +129,7 @@ def overtrain(
     if train_records + validation_records > len(images):
         raise ConfigError(f"{train_records} + {validation_records} records asked for, the data has {len(images)}")
     picked = np.random.default_rng(seed).choice(len(images), train_records + validation_records, replace=False)
-    net = ConvNet(**(network or {}), input_shape=images.shape[1:], seed=seed)
+    net = ConvNet(input_shape=images.shape[1:], seed=seed)
     history = fit(net, images[picked], labels[picked], learning_rate=learning_rate, epochs=epochs, batch_size=1,
                   validation_size=validation_records, seed=seed, progress=progress)
     train = [e.train_accuracy for e in history.epochs]

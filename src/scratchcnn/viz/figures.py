@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter, StrMethodFormatter
 
 from scratchcnn.errors import ConfigError
 from scratchcnn.files import write_atomically
-from scratchcnn.model import ConvNet
+from scratchcnn.nn.model import ConvNet
 
 FIGURE_NAMES = {  # key → file stem of the figures model_figures writes
     "record": "01-record", "record_surface": "02-record-surface", "kernels": "03-kernels",
@@ -214,7 +214,7 @@ def plot_pooled(Z: np.ndarray, pool: str) -> Figure:
 
 
 def plot_weights(W: np.ndarray, class_names: Sequence[str]) -> Figure:
-    """The dense weights W: (10, K, H', W'): one row per class, one column per filter, shared scale."""
+    """The dense weights W: (C, K, H', W'): one row per class, one column per filter, shared scale."""
     W = np.asarray(W, float)
     classes, K = W.shape[:2]
     norm = _symmetric(W)
@@ -259,7 +259,7 @@ def plot_accuracy(history: Sequence[dict[str, Any]]) -> Figure:
 
 
 def plot_confusion(matrix: np.ndarray, class_names: Sequence[str]) -> Figure:
-    """The (10, 10) confusion matrix: row = true class, column = predicted, counts in the cells."""
+    """The (C, C) confusion matrix: row = true class, column = predicted, counts in the cells."""
     matrix = np.asarray(matrix)
     total = int(matrix.sum())
     accuracy = np.trace(matrix) / total if total else math.nan

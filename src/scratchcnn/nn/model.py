@@ -6,7 +6,6 @@ write-up prints e^{−a_j} (the same model with W negated) and drops the minus s
 
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,13 +14,13 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from scratchcnn import layers
+from scratchcnn import options
 from scratchcnn._version import __version__
-from scratchcnn.errors import ConfigError, ModelFileError
-from scratchcnn.files import write_atomically
+from scratchcnn.errors import ConfigError, ModelFileError, first_line
+from scratchcnn.nn import layers
+from scratchcnn.nn.npzfile import read_json_header, read_npz, write_npz
+from scratchcnn.options import CLASSES, INPUT_SHAPE, NETWORK, TRAINING
 
-CLASSES = 10
-DTYPES = ("float32", "float64")
 FILE_FORMAT = "scratchcnn.ConvNet"
 FILE_FORMAT_VERSION = 1
 PREDICT_CHUNK = 512  # images per forward pass in predict: bounds memory, keeps matrices large
@@ -30,35 +29,32 @@ PREDICT_CHUNK = 512  # images per forward pass in predict: bounds memory, keeps 
 class ConvNet:
     """The write-up's network and its variants.
 
-    Parameters: f (K, k, k) filters, W (10, K, H', W') dense weights with H' = H // 2, W' = W // 2,
-    and b (10,) when ``bias`` is on. Inputs X: (N, H, W), uint8 (divided by 255) or float in [0, 1].
+    Parameters: f (K, k, k) filters, W (C, K, H', W') dense weights with H' = H // 2, W' = W // 2,
+    and b (C,) when ``bias`` is on. Inputs X: (N, H, W), uint8 (divided by 255) or float in [0, 1].
     """
 
     def __init__(
         self,
-        filters: int = 3,
-        kernel_size: int = 3,
-        pool: str = "decimate",
-        activation: str = "none",
-        bias: bool = False,
-        input_shape: tuple[int, int] = (28, 28),
-        seed: int | None = 0,
-        dtype: str = "float32",
+        filters: int = NETWORK.filters,
+        kernel_size: int = NETWORK.kernel_size,
+        pool: str = NETWORK.pool,
+        activation: str = NETWORK.activation,
+        bias: bool = NETWORK.bias,
+        input_shape: tuple[int, int] = INPUT_SHAPE,
+        seed: int | None = TRAINING.seed,
+        dtype: str = NETWORK.dtype,
         classes: int = CLASSES,
     ) -> None:
-        self.filters = _positive_int("filters", filters)
-        self.kernel_size = _positive_int("kernel_size", kernel_size)
-        self.pool = _choice("pool", pool, layers.POOLS)
-        self.activation = _choice("activation", activation, layers.ACTIVATIONS)
-        self.bias = bool(bias)
-        self.input_shape = _input_shape(input_shape)
-        self.classes = _positive_int("classes", classes)
-        if self.classes < 2:
-            raise ConfigError(f"classes must be at least 2, got {classes}")
-        self.dtype = _dtype(dtype)
+        checked = options.NetworkOptions(filters=filters, kernel_size=kernel_size, pool=pool, activation=activation,
+                                         bias=bool(bias), dtype=_dtype_name(dtype))
+        self.filters, self.kernel_size = int(checked.filters), int(checked.kernel_size)
+        self.pool, self.activation, self.bias = checked.pool, checked.activation, checked.bias
+        self.dtype = checked.dtype
+        self.input_shape = options.input_shape(input_shape)
+        self.classes = options.whole_number("classes", classes, 2)
         self.dataset: str | None = None  # what it was trained on, recorded in saved files
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-            raise ConfigError(f"seed must be a whole number ≥ 0 or None, got {seed!r}")
+        if seed is not None:
+            options.whole_number("seed", seed, 0)
         self._init_parameters(np.random.default_rng(seed))
 
     def _init_parameters(self, rng: np.random.Generator) -> None:
@@ -130,18 +126,18 @@ class ConvNet:
         return self.scale(self.check_images(X))
 
     def prepare_labels(self, y: Any, n: int) -> np.ndarray:
-        """Check class labels: n integers in 0..9. Returns (n,) int64."""
+        """Check class labels: n integers in 0..C−1. Returns (n,) int64."""
         y = np.asarray(y)
         if y.shape != (n,):
             raise ConfigError(f"expected {n} labels of shape ({n},), got shape {y.shape}")
         if not np.issubdtype(y.dtype, np.integer):
-            raise ConfigError(f"labels must be integers 0..9, got dtype {y.dtype}")
+            raise ConfigError(f"labels must be integers 0..{self.classes - 1}, got dtype {y.dtype}")
         if n and (y.min() < 0 or y.max() >= self.classes):
             raise ConfigError(f"labels must lie in 0..{self.classes - 1}, got [{y.min()}, {y.max()}]")
         return y.astype(np.int64, copy=False)
 
     def forward(self, X: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-        """Class scores A: (N, 10) for prepared images X: (N, H, W), and what backward needs."""
+        """Class scores A: (N, C) for prepared images X: (N, H, W), and what backward needs."""
         N, k = len(X), self.kernel_size
         rows, cols = self.pooled_shape
         # Decimation keeps only even (i, j): compute Y there alone. Max/avg need every pixel of each window.
@@ -155,7 +151,7 @@ class ConvNet:
         return A, {"Xcol": Xcol, "Y": Y, "Z": Z, "winner": winner}
 
     def backward(self, dA: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Gradients of L with respect to the parameters, from ∂L/∂A: (N, 10), by the chain rule."""
+        """Gradients of L with respect to the parameters, from ∂L/∂A: (N, C), by the chain rule."""
         Z = cache["Z"]
         grads = {"W": (dA.T @ Z.reshape(len(Z), -1)).reshape(self.W.shape)}  # ∂L/∂W = ∂L/∂A ⊗ Z
         if self.bias:
@@ -177,7 +173,7 @@ class ConvNet:
     def loss_and_gradients(self, X: Any, y: Any) -> tuple[float, dict[str, np.ndarray]]:
         """Mean cross-entropy over the batch and its gradients {"f", "W"(, "b")} shaped like the parameters.
 
-        X: (N, H, W) uint8 or float in [0, 1]; y: (N,) integer labels 0..9.
+        X: (N, H, W) uint8 or float in [0, 1]; y: (N,) integer labels 0..C−1.
         """
         X = self.prepare(X)
         return self.loss_and_gradients_prepared(X, self.prepare_labels(y, len(X)))
@@ -199,7 +195,7 @@ class ConvNet:
         return Y_full, Z[0]
 
     def scores(self, X: np.ndarray) -> np.ndarray:
-        """Class scores A: (N, 10) for checked images (uint8 or prepared), in chunks of PREDICT_CHUNK.
+        """Class scores A: (N, C) for checked images (uint8 or prepared), in chunks of PREDICT_CHUNK.
 
         Chunks bound the memory (uint8 images are scaled one chunk at a time) and run on all cores:
         NumPy releases the GIL inside its gathers and matrix products, so threads suffice.
@@ -221,7 +217,7 @@ class ConvNet:
             return np.concatenate(list(pool.map(chunk, starts)))
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """P: (N, 10), the softmax of the class scores. X: (N, H, W) uint8 or float in [0, 1]."""
+        """P: (N, C), the softmax of the class scores. X: (N, H, W) uint8 or float in [0, 1]."""
         return np.exp(layers.log_softmax(self.scores(self.check_images(X))))
 
     def predict(self, X: Any) -> np.ndarray:
@@ -241,10 +237,7 @@ class ConvNet:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write parameters and header to one .npz, atomically: a crash never leaves half a file."""
-        path = Path(path)
-        arrays = dict(self.parameters(), header=np.array(json.dumps(self.header())))
-        write_atomically(path, lambda fh: np.savez(fh, **arrays))
-        return path
+        return write_npz(path, self.parameters(), self.header(), "model")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ConvNet:
@@ -262,7 +255,7 @@ class ConvNet:
         try:
             net = cls(**header["config"], seed=0)
         except (ConfigError, TypeError) as error:
-            raise ModelFileError(f"{where}: bad configuration in header: {_first_line(error)}") from None
+            raise ModelFileError(f"{where}: bad configuration in header: {first_line(error)}") from None
         expected = net.parameters()
         if set(arrays) != set(expected):
             raise ModelFileError(f"{where}: holds arrays {sorted(arrays)}, its header needs {sorted(expected)}")
@@ -279,78 +272,9 @@ class ConvNet:
         return net
 
 
-def read_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
-    """All arrays of an .npz file, never unpickling anything; ModelFileError if it is not one."""
+def _dtype_name(value: Any) -> Any:
+    """"float32" for np.float32, np.dtype("float32") and "float32"; anything else as it is (refused later)."""
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ValueError("a single .npy array, not an .npz archive")
-        with loaded as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such {what} file") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{path}: is a directory, not a {what} file") from None
-    except Exception as error:  # any failure to parse means the file is not ours: say so in one line
-        raise ModelFileError(f"{path}: not a scratchcnn {what} file ({_first_line(error)})") from None
-    not_arrays = [name for name, value in arrays.items() if not isinstance(value, np.ndarray)]
-    if not_arrays:  # np.load hands back raw bytes for a zip member that is not an .npy
-        raise ModelFileError(f"{path}: member {not_arrays[0]!r} is not a NumPy array")
-    return arrays
-
-
-def read_json_header(raw: np.ndarray | None, where: str, file_format: str, version: int,
-                     sections: tuple[str, ...]) -> dict[str, Any]:
-    """Parse the JSON header stored as a 0-d string array; check its format, version and sections."""
-    if raw is None or raw.shape != () or raw.dtype.kind != "U":
-        raise ModelFileError(f"{where}: no scratchcnn header (expected a {file_format} file)")
-    try:
-        header = json.loads(str(raw))
-    except json.JSONDecodeError as error:
-        raise ModelFileError(f"{where}: header is not valid JSON ({error})") from None
-    if not isinstance(header, dict) or header.get("format") != file_format:
-        raise ModelFileError(f"{where}: not a {file_format} file")
-    if header.get("format_version") != version:
-        raise ModelFileError(
-            f"{where}: file format version {header.get('format_version')} is not supported "
-            f"(this scratchcnn {__version__} reads version {version})"
-        )
-    for key in sections:
-        if not isinstance(header.get(key), dict):
-            raise ModelFileError(f"{where}: header has no {key}")
-    return header
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-    return value
-
-
-def _dtype(value: Any) -> str:
-    try:
-        name = np.dtype(value).name if value is not None else "None"
+        return np.dtype(value).name if value is not None else value
     except TypeError:
-        name = repr(value)
-    return _choice("dtype", name, DTYPES)
-
-
-def _input_shape(value: Any) -> tuple[int, int]:
-    ok = isinstance(value, (tuple, list)) and len(value) == 2
-    if not ok or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in value):
-        raise ConfigError(f"input_shape must be (height, width), two whole numbers, got {value!r}")
-    H, W = (int(v) for v in value)
-    if H < 2 or W < 2:
-        raise ConfigError(f"input_shape must be at least (2, 2) so pooling leaves a pixel, got {value!r}")
-    return H, W
+        return value
