@@ -26,6 +26,7 @@ from hypothesis.extra import numpy as hnp
 
 from scratchcnn.data import FILES, Dataset, find_files, load_dataset, read_idx, search_dirs, write_idx
 from scratchcnn.data import datasets as data
+from scratchcnn.data import idx
 from scratchcnn.errors import DataError, ScratchCNNError
 
 DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
@@ -277,7 +278,7 @@ def test_huge_gzip_bound_is_fixed_by_compressed_size(tmp_path):
     """A .gz file whose header asks for more than deflate could have expanded it to is refused upfront."""
     content = idx_header(0x08, (60_000, 28, 28)) + bytes(1000)
     path = write_bytes(tmp_path / "small.gz", gzip.compress(content))
-    assert path.stat().st_size * data.MAX_GZIP_RATIO < 60_000 * 28 * 28
+    assert path.stat().st_size * idx.MAX_GZIP_RATIO < 60_000 * 28 * 28
     with raises_naming(path, "can hold at most", "truncated or corrupt"):
         read_idx(path)
 
@@ -314,7 +315,7 @@ def test_gzip_claiming_more_than_memory_raises_data_error(tmp_path):
     payload = np.random.default_rng(0).bytes(1_500_000)
     claimed = 1_500_000_000
     path = write_bytes(tmp_path / "bomb.gz", gzip.compress(idx_header(0x08, (claimed,)) + payload, compresslevel=1))
-    assert claimed <= path.stat().st_size * data.MAX_GZIP_RATIO - 8  # passes the upfront size check
+    assert claimed <= path.stat().st_size * idx.MAX_GZIP_RATIO - 8  # passes the upfront size check
     child = textwrap.dedent(f"""
         import resource, sys
         from scratchcnn.data import read_idx

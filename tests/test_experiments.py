@@ -207,7 +207,7 @@ def fake_runs(monkeypatch: pytest.MonkeyPatch, finals: dict[float, float | None]
     """Replace the training of each rate by a canned result; returns the rates it was asked for."""
     asked: list[float] = []
 
-    def one_rate(images: Any, labels: Any, rate: float, options: dict[str, Any], network: dict[str, Any]
+    def one_rate(images: Any, labels: Any, rate: float, options: dict[str, Any]
                  ) -> dict[str, Any]:
         asked.append(rate)
         final = finals[rate]

@@ -470,12 +470,12 @@ def test_good_labels_of_any_integer_dtype():
 @pytest.mark.parametrize(
     ("kwargs", "needles"),
     [
-        ({"filters": 0}, ["filters", "positive integer", "0"]),
-        ({"filters": -3}, ["filters", "positive integer"]),
+        ({"filters": 0}, ["filters", "whole number ≥ 1", "0"]),
+        ({"filters": -3}, ["filters", "whole number ≥ 1"]),
         ({"filters": 2.5}, ["filters", "2.5"]),
         ({"filters": True}, ["filters"]),
         ({"filters": "3"}, ["filters"]),
-        ({"kernel_size": -1}, ["kernel_size", "positive integer", "-1"]),
+        ({"kernel_size": -1}, ["kernel_size", "whole number ≥ 1", "-1"]),
         ({"kernel_size": 0}, ["kernel_size"]),
         ({"pool": "median"}, ["pool", "decimate", "max", "avg", "median"]),
         ({"activation": "tanh"}, ["activation", "none", "relu", "tanh"]),

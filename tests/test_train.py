@@ -14,7 +14,8 @@ import pytest
 from scratchcnn import ConvNet
 from scratchcnn.data import load_dataset
 from scratchcnn.errors import ConfigError
-from scratchcnn.train import EpochRecord, History, RecordStream, confusion_matrix, evaluate, fit, split_sizes
+from scratchcnn.nn.metrics import confusion_matrix, evaluate
+from scratchcnn.train.sgd import EpochRecord, History, RecordStream, fit, split_sizes
 
 SHAPE = (12, 12)
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from scratchcnn.nn import layers
 from scratchcnn.nn.model import ConvNet
+from scratchcnn.options import CLASSES
 
 
 def evaluate(net: ConvNet, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -19,7 +20,7 @@ def evaluate(net: ConvNet, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float((A.argmax(axis=1) == y).mean()), float(-log_P_y.mean())
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> np.ndarray:
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: int = CLASSES) -> np.ndarray:
     """M[i, j] = how many images of class i were predicted as class j. Returns (classes, classes) int64."""
     counts = np.bincount(np.asarray(y_true) * classes + np.asarray(y_pred), minlength=classes * classes)
     return counts.reshape(classes, classes)

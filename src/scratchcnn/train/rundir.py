@@ -91,24 +91,37 @@ class RunDir:
         """
         created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / self.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        lock_path = self.path / self.LOCK
+        fd = self._acquire(lock_path)
         try:
+            yield self
+        finally:
+            lock_path.unlink(missing_ok=True)  # before the flock goes: see _acquire
+            os.close(fd)
+            if created and not any(self.path.iterdir()):  # the run failed before writing anything
+                self.path.rmdir()
+
+    def _acquire(self, lock_path: Path) -> int:
+        """Open and flock the lock file; its descriptor. The file is removed on release, so a lock won
+        on a file that has just been removed is retried on the new one."""
+        while True:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+                os.close(fd)
                 raise RunDirError(f"{self.path} is in use by another scratchcnn process (pid {holder}); wait for "
                                   "it to finish or choose another folder") from None
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
             try:
-                yield self
-            finally:
-                if created and [p.name for p in self.path.iterdir()] == [self.LOCK]:
-                    (self.path / self.LOCK).unlink()
-                    self.path.rmdir()
-        finally:
-            os.close(fd)  # releases the flock
+                same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+                return fd
+            os.close(fd)
 
     # ---- the summary: history.json --------------------------------------------------------------
 
