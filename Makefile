@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench docs clean
+.PHONY: demo test lint wheel-check bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,14 @@ demo: $(VENV)/.installed  ## train the default network on MNIST, print its test 
 test: $(VENV)/.installed-test  ## run the test suite
 	SCIPY_ARRAY_API=1 $(BIN)/python -m pytest
 
-lint: $(VENV)/.installed-test
+lint: $(VENV)/.installed-test  ## ruff, the import layering (import-linter) and the explorer's JavaScript syntax
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	node --check src/scratchcnn/viz/assets/explorer.js
+
+# What users get: build the wheel, install it (not editable) in a fresh venv, run the commands from it.
+wheel-check: $(VENV)/.installed-test  ## build the wheel and run train, explore and report from an install of it
+	tools/wheel_check.sh $(BIN)/python
 
 bench: $(VENV)/.installed  ## seconds per 10 000-record epoch at batch sizes 1 and 32
 	$(BIN)/python benchmarks/epoch_time.py
@@ -35,4 +41,4 @@ docs: $(VENV)/.installed  ## rewrite the README's command-line reference from th
 	$(BIN)/python tools/readme_cli.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis src/*.egg-info
+	rm -rf $(VENV) runs dist build .pytest_cache .ruff_cache .hypothesis src/*.egg-info
