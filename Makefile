@@ -37,8 +37,8 @@ wheel-check: $(VENV)/.installed-test  ## build the wheel and run train, explore 
 bench: $(VENV)/.installed  ## seconds per 10 000-record epoch at batch sizes 1 and 32
 	$(BIN)/python benchmarks/epoch_time.py
 
-docs: $(VENV)/.installed  ## rewrite the README's command-line reference from the commands' --help
-	$(BIN)/python tools/readme_cli.py
+docs: $(VENV)/.installed  ## rewrite the README's layout and command-line reference from the code
+	$(BIN)/python tools/readme.py
 
 clean:
 	rm -rf $(VENV) runs dist build .pytest_cache .ruff_cache .hypothesis src/*.egg-info

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from helpers import LocalServer
 
 from scratchcnn.cli import main
 from scratchcnn.data import FILES, write_idx
@@ -99,3 +102,19 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def fake(tmp_path: Path) -> Path:
     """A fake 28×28 MNIST: 40 training records (36 after a 10 % split) and 20 test records."""
     return make_fake_dataset(tmp_path / "fake")
+
+
+@pytest.fixture
+def server() -> Iterator[LocalServer]:
+    """A local HTTP server on 127.0.0.1, running for the test: serve files with server.serve(prefix, files),
+    make paths misbehave with server.rules (see helpers.FaultyHandler), check server.requests."""
+    srv = LocalServer()
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.release.set()
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)

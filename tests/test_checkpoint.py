@@ -29,9 +29,9 @@ from conftest import make_fake_dataset, run_main
 
 from scratchcnn import ModelFileError
 from scratchcnn.files import write_atomically
+from scratchcnn.nn import npzfile
 from scratchcnn.nn.model import ConvNet
 from scratchcnn.train import TrainState, fit, runs
-from scratchcnn.nn import npzfile
 from scratchcnn.train.checkpoint import load_checkpoint, save_checkpoint
 from scratchcnn.train.rundir import RunDir
 

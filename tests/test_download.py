@@ -1,28 +1,24 @@
 """Tests for scratchcnn.data.download against a real HTTP server on 127.0.0.1 that each test starts.
 
 No test reaches the internet: the built-in mirror lists are emptied (or pointed at the local server)
-and every URL opened is checked to be on 127.0.0.1.
+and every URL opened is checked to be on 127.0.0.1. The server is conftest's ``server`` fixture
+(helpers.LocalServer); its mirror URLs here have no trailing slash, which download adds.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import socket
 import struct
-import threading
 import time
-import urllib.parse
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from helpers import closed_port, entries_for, listing, only_localhost
 
 from scratchcnn.data import download
 from scratchcnn.data.download import (
     DownloadError,
-    FileEntry,
     FileResult,
     download_dataset,
     mirror_list,
@@ -48,81 +44,8 @@ def make_files(seed: int = 0) -> dict[str, bytes]:
     return {name: idx_gz(seed + k, name) for k, name in enumerate(NAMES)}
 
 
-def entries_for(files: dict[str, bytes]) -> tuple[FileEntry, ...]:
-    return tuple(FileEntry(name, len(body), hashlib.md5(body).hexdigest(), hashlib.sha256(body).hexdigest())
-                 for name, body in files.items())
-
-
 FILES = make_files()
 TABLE = {"mnist": entries_for(FILES)}
-
-
-class Handler(BaseHTTPRequestHandler):
-    """Serves server.files by path; server.rules[path] (a string: always, a list: once each) misbehaves."""
-
-    def do_GET(self) -> None:
-        server = self.server
-        server.requests.append(self.path)
-        rule = server.rules.get(self.path)
-        if isinstance(rule, list):
-            rule = rule.pop(0) if rule else None
-        body = server.files.get(self.path)
-        if rule == "hang":  # accept the connection, never answer
-            server.release.wait(10)
-            return
-        if rule in ("404", "500") or body is None:
-            self.send_error(int(rule or 404))
-            return
-        if rule == "tamper":
-            body = body[:-1] + bytes([body[-1] ^ 0xFF])
-        if rule == "oversize":
-            body = body * 3
-        self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if rule == "truncate":  # promise the whole body, send half, drop the connection
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.files: dict[str, bytes] = {}
-        self.rules: dict[str, object] = {}
-        self.requests: list[str] = []
-        self.release = threading.Event()
-
-    def url(self, prefix: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/{prefix}"  # no trailing slash: one is added
-
-    def serve(self, prefix: str, files: dict[str, bytes]) -> str:
-        for name, body in files.items():
-            self.files[f"/{prefix}/{name}"] = body
-        return self.url(prefix)
-
-
-@pytest.fixture
-def server():
-    srv = Server()
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield srv
-    finally:
-        srv.release.set()
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
 
 
 @pytest.fixture(autouse=True)
@@ -133,18 +56,7 @@ def local_only(monkeypatch, tmp_path):
     for var in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", download.MIRROR_ENV):
         monkeypatch.delenv(var, raising=False)
         monkeypatch.delenv(var.upper(), raising=False)
-    real_urlopen = urllib.request.urlopen
-
-    def guarded(url, *args, **kwargs):
-        host = urllib.parse.urlsplit(url if isinstance(url, str) else url.full_url).hostname
-        assert host == "127.0.0.1", f"a test tried to reach {url}"
-        return real_urlopen(url, *args, **kwargs)
-
-    monkeypatch.setattr(urllib.request, "urlopen", guarded)
-
-
-def listing(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir())
+    only_localhost(monkeypatch)
 
 
 def test_download_verifies_and_places_every_file(server, tmp_path):
@@ -243,9 +155,7 @@ def test_mirror_list_order_and_normalisation(monkeypatch):
 
 
 def test_unreachable_mirror_says_no_network(tmp_path):
-    with socket.socket() as sock:  # a port nobody listens on any more
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = closed_port()
     with pytest.raises(DownloadError) as caught:
         download_dataset("mnist", tmp_path, mirrors=[f"http://127.0.0.1:{port}/"], table=TABLE, timeout=2)
     message = str(caught.value)

@@ -1,10 +1,11 @@
 """Automatic download through load_dataset, and the ``scratchcnn download`` command.
 
-Nothing here touches the internet: every mirror is http://127.0.0.1:<port>/ served by a local server
-started by the test (the built-in mirrors are emptied by conftest), every URL opened in-process is
-checked to be on 127.0.0.1, and the one real subprocess gets proxies pointing at a closed local port so
-that its built-in mirrors cannot be reached either. The download table is replaced by one describing
-small fake IDX files, except where the genuine published files from ../shared/data are served.
+Nothing here touches the internet: every mirror is http://127.0.0.1:<port>/<prefix>/ (with a trailing
+slash, server.serve(..., slash=True)) served by conftest's ``server`` fixture, started by the test; the
+built-in mirrors are emptied by conftest, every URL opened in-process is checked to be on 127.0.0.1, and
+the one real subprocess gets proxies pointing at a closed local port so that its built-in mirrors cannot
+be reached either. The download table is replaced by one describing small fake IDX files, except where
+the genuine published files from ../shared/data are served.
 """
 
 from __future__ import annotations
@@ -12,17 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
-import urllib.parse
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import closed_port, entries_for, listing, only_localhost
 
 from scratchcnn import cli
 from scratchcnn.data import datasets as data
@@ -52,11 +49,6 @@ def build_files(folder: Path, seed: int) -> dict[str, bytes]:
     return {name: write_idx(folder / name, array).read_bytes() for name, array in arrays.items()}
 
 
-def entries_for(files: dict[str, bytes]) -> tuple[FileEntry, ...]:
-    return tuple(FileEntry(name, len(body), hashlib.md5(body).hexdigest(), hashlib.sha256(body).hexdigest())
-                 for name, body in files.items())
-
-
 @pytest.fixture(scope="module")
 def fake(tmp_path_factory) -> dict[str, dict[str, bytes]]:
     """Fake files for both datasets, by dataset then file name."""
@@ -72,69 +64,6 @@ def table(fake, monkeypatch) -> dict[str, tuple[FileEntry, ...]]:
     return fake_table
 
 
-# ---- a local HTTP server (the approach of test_download.py) -------------------------------------
-
-
-class Handler(BaseHTTPRequestHandler):
-    """Serves server.files by path; a path in server.tamper gets its last byte flipped."""
-
-    def do_GET(self) -> None:
-        server = self.server
-        server.requests.append(self.path)
-        body = server.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        if self.path in server.tamper:
-            body = body[:-1] + bytes([body[-1] ^ 0xFF])
-        self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.files: dict[str, bytes] = {}
-        self.tamper: set[str] = set()
-        self.requests: list[str] = []
-
-    def url(self, prefix: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/{prefix}/"
-
-    def serve(self, prefix: str, files: dict[str, bytes]) -> str:
-        for name, body in files.items():
-            self.files[f"/{prefix}/{name}"] = body
-        return self.url(prefix)
-
-
-@pytest.fixture
-def server():
-    srv = Server()
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
-
-
-def closed_port() -> int:
-    """A 127.0.0.1 port nobody listens on any more."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch, tmp_path) -> Path:
     """Cache, system folder and HOME under tmp_path; no proxies, no $SCRATCHCNN_DATA/MIRROR; 127.0.0.1 only."""
@@ -148,14 +77,7 @@ def isolated(monkeypatch, tmp_path) -> Path:
     for var in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "SCRATCHCNN_DATA", download.MIRROR_ENV):
         monkeypatch.delenv(var, raising=False)
         monkeypatch.delenv(var.upper(), raising=False)
-    real_urlopen = urllib.request.urlopen
-
-    def guarded(url, *args, **kwargs):
-        host = urllib.parse.urlsplit(url if isinstance(url, str) else url.full_url).hostname
-        assert host == "127.0.0.1", f"a test tried to reach {url}"
-        return real_urlopen(url, *args, **kwargs)
-
-    monkeypatch.setattr(urllib.request, "urlopen", guarded)
+    only_localhost(monkeypatch)
     return cache
 
 
@@ -163,10 +85,6 @@ def isolated(monkeypatch, tmp_path) -> Path:
 def online(monkeypatch) -> None:
     """Allow load_dataset to download: conftest sets $SCRATCHCNN_OFFLINE for the whole session."""
     monkeypatch.delenv(data.OFFLINE_ENV, raising=False)
-
-
-def listing(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir())
 
 
 def assert_arrays(dataset, files: dict[str, bytes], tmp_path: Path) -> None:
@@ -185,7 +103,7 @@ def assert_arrays(dataset, files: dict[str, bytes], tmp_path: Path) -> None:
 
 def test_load_dataset_downloads_into_the_cache_then_reuses_it(server, fake, table, isolated, online,
                                                               monkeypatch, tmp_path, capsys):
-    base = server.serve("m", fake["mnist"])
+    base = server.serve("m", fake["mnist"], slash=True)
     monkeypatch.setitem(download.MIRRORS, "mnist", (base,))
     dataset = load_dataset("mnist")
     assert dataset.directory == isolated / "mnist"
@@ -203,7 +121,7 @@ def test_load_dataset_downloads_into_the_cache_then_reuses_it(server, fake, tabl
 
 def test_load_dataset_with_data_dir_downloads_into_it(server, fake, table, isolated, online, monkeypatch,
                                                       tmp_path):
-    base = server.serve("m", fake["mnist"])
+    base = server.serve("m", fake["mnist"], slash=True)
     monkeypatch.setitem(download.MIRRORS, "mnist", (base,))
     target = tmp_path / "mydata"
     dataset = load_dataset("mnist", target)
@@ -218,7 +136,7 @@ def test_load_dataset_with_data_dir_downloads_into_it(server, fake, table, isola
 def test_load_dataset_download_false_names_files_and_places_and_requests_nothing(server, fake, table,
                                                                                  isolated, online,
                                                                                  monkeypatch, tmp_path):
-    monkeypatch.setitem(download.MIRRORS, "mnist", (server.serve("m", fake["mnist"]),))
+    monkeypatch.setitem(download.MIRRORS, "mnist", (server.serve("m", fake["mnist"], slash=True),))
     with pytest.raises(DataError) as caught:
         load_dataset("mnist", tmp_path / "mydata", download=False)
     message = str(caught.value)
@@ -234,7 +152,7 @@ def test_load_dataset_download_false_names_files_and_places_and_requests_nothing
 def test_offline_environment_is_the_same_as_download_false(server, fake, table, isolated, monkeypatch,
                                                           tmp_path):
     monkeypatch.setenv(data.OFFLINE_ENV, "1")
-    monkeypatch.setitem(download.MIRRORS, "mnist", (server.serve("m", fake["mnist"]),))
+    monkeypatch.setitem(download.MIRRORS, "mnist", (server.serve("m", fake["mnist"], slash=True),))
     with pytest.raises(DataError) as offline:
         load_dataset("mnist", tmp_path / "mydata")
     with pytest.raises(DataError) as no_download:
@@ -247,8 +165,8 @@ def test_offline_environment_is_the_same_as_download_false(server, fake, table, 
 
 def test_load_dataset_rejects_a_tampered_file_leaving_nothing_partial(server, fake, table, isolated, online,
                                                                       monkeypatch, tmp_path):
-    base = server.serve("m", fake["mnist"])
-    server.tamper.add(f"/m/{LABELS}")
+    base = server.serve("m", fake["mnist"], slash=True)
+    server.rules[f"/m/{LABELS}"] = "tamper"
     monkeypatch.setitem(download.MIRRORS, "mnist", (base,))
     body = fake["mnist"][LABELS]
     tampered = body[:-1] + bytes([body[-1] ^ 0xFF])
@@ -275,7 +193,7 @@ def run_cli(capsys, *args: object) -> tuple[int, str, str]:
 
 
 def test_cli_download_json_first_from_the_mirror_then_from_the_cache(server, fake, table, tmp_path, capsys):
-    base = server.serve("m", fake["mnist"])
+    base = server.serve("m", fake["mnist"], slash=True)
     status, out, err = run_cli(capsys, "download", "--mirror", base, "--data-dir", tmp_path / "d", "--json")
     assert (status, err) == (0, "")
     result = json.loads(out.strip().splitlines()[-1])
@@ -299,7 +217,7 @@ def test_cli_download_json_first_from_the_mirror_then_from_the_cache(server, fak
 
 
 def test_cli_download_text_output_into_the_default_folder(server, fake, table, isolated, capsys):
-    base = server.serve("m", fake["mnist"])
+    base = server.serve("m", fake["mnist"], slash=True)
     status, out, err = run_cli(capsys, "download", "--mirror", base)
     assert (status, err) == (0, "")
     lines = out.strip().splitlines()
@@ -308,7 +226,7 @@ def test_cli_download_text_output_into_the_default_folder(server, fake, table, i
 
 
 def test_cli_second_mirror_is_used_when_the_first_404s(server, fake, table, tmp_path, capsys):
-    empty, good = server.url("empty"), server.serve("good", fake["mnist"])
+    empty, good = server.url("empty", slash=True), server.serve("good", fake["mnist"], slash=True)
     status, out, err = run_cli(capsys, "download", "--mirror", empty, "--mirror", good,
                                "--data-dir", tmp_path, "--json")
     assert (status, err) == (0, "")
@@ -319,7 +237,7 @@ def test_cli_second_mirror_is_used_when_the_first_404s(server, fake, table, tmp_
 
 
 def test_cli_honours_the_mirror_environment_variable(server, fake, table, tmp_path, monkeypatch, capsys):
-    base = server.serve("env", fake["mnist"])
+    base = server.serve("env", fake["mnist"], slash=True)
     monkeypatch.setenv(download.MIRROR_ENV, base)
     status, out, err = run_cli(capsys, "download", "--data-dir", tmp_path, "--json")
     assert (status, err) == (0, "")
@@ -344,8 +262,8 @@ def test_cli_rejects_a_mirror_that_is_not_a_url(table, tmp_path, capsys):
 
 
 def test_cli_tampered_file_fails_with_one_line(server, fake, table, tmp_path, capsys):
-    base = server.serve("m", fake["mnist"])
-    server.tamper.add(f"/m/{LABELS}")
+    base = server.serve("m", fake["mnist"], slash=True)
+    server.rules[f"/m/{LABELS}"] = "tamper"
     status, out, err = run_cli(capsys, "download", "--mirror", base, "--data-dir", tmp_path)
     assert status == 2 and out == "" and len(err.splitlines()) == 1
     assert LABELS in err and "SHA-256 is" in err and "Traceback" not in err
@@ -365,7 +283,7 @@ def test_cli_download_all_fills_both_datasets(server, fake, table, tmp_path, cap
         assert listing(tmp_path / name) == sorted(NAMES)
         for file in NAMES:
             assert (tmp_path / name / file).read_bytes() == fake[name][file]
-    assert {f["source"] for f in result["files"]} == {server.url(d) + n for d in fake for n in NAMES}
+    assert {f["source"] for f in result["files"]} == {server.url(d, slash=True) + n for d in fake for n in NAMES}
 
 
 # ---- train with and without downloading -----------------------------------------------------------
@@ -373,7 +291,7 @@ def test_cli_download_all_fills_both_datasets(server, fake, table, tmp_path, cap
 
 def test_train_no_download_with_a_missing_dataset_fails_without_a_request(server, fake, table, online,
                                                                           monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv(download.MIRROR_ENV, server.serve("m", fake["mnist"]))
+    monkeypatch.setenv(download.MIRROR_ENV, server.serve("m", fake["mnist"], slash=True))
     status, out, err = run_cli(capsys, "train", "--no-download", "--epochs", "1", "--train-size", "20",
                                "--validation-size", "0", "--out", tmp_path / "run")
     assert status == 2 and out == ""
@@ -385,7 +303,7 @@ def test_train_no_download_with_a_missing_dataset_fails_without_a_request(server
 
 def test_train_downloads_from_the_mirror_then_trains(server, fake, table, isolated, online, monkeypatch,
                                                      tmp_path, capsys):
-    monkeypatch.setenv(download.MIRROR_ENV, server.serve("m", fake["mnist"]))
+    monkeypatch.setenv(download.MIRROR_ENV, server.serve("m", fake["mnist"], slash=True))
     status, out, err = run_cli(capsys, "train", "--epochs", "1", "--train-size", "20",
                                "--validation-size", "0", "--out", tmp_path / "run", "--json")
     assert status == 0, err
@@ -400,7 +318,7 @@ def test_train_downloads_from_the_mirror_then_trains(server, fake, table, isolat
 
 
 def test_download_without_progress_writes_nothing_on_stderr(server, fake, table, tmp_path, capsys):
-    base = server.serve("m", fake["mnist"])
+    base = server.serve("m", fake["mnist"], slash=True)
     results = download.download_dataset("mnist", tmp_path, mirrors=[base], progress=False)
     assert len(results) == 4
     captured = capsys.readouterr()
@@ -418,7 +336,7 @@ def test_subprocess_download_places_the_genuine_files_and_fails_only_on_train_im
         "train-labels-idx1-ubyte.gz": data_dir / "published" / "mnist-train-labels-idx1-ubyte.gz",
     }
     served = {name: path.read_bytes() for name, path in sources.items()}
-    base = server.serve("real", served)
+    base = server.serve("real", served, slash=True)
     # The subprocess keeps the built-in mirrors: proxies on a closed local port stop it reaching them.
     proxy = f"http://127.0.0.1:{closed_port()}"
     env = {k: v for k, v in os.environ.items()

@@ -13,17 +13,19 @@ from scratchcnn import __version__
 from scratchcnn.cli import datasets, experiments, explore, pictures, predict, training
 from scratchcnn.cli.options import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from scratchcnn.errors import ScratchCNNError
+from scratchcnn.options import NETWORK
 
-DESCRIPTION = """\
+DESCRIPTION = f"""\
 A small convolutional network for handwritten digits, written from scratch in NumPy:
-3 filters of 3x3 -> pooling by decimation -> a dense layer (one output per class) -> softmax, trained by SGD
-with gradients derived by hand.
+{NETWORK.filters} filters of {NETWORK.kernel_size}x{NETWORK.kernel_size} -> {NETWORK.pool} pooling -> a dense layer \
+(one output per class)
+-> softmax, trained by SGD with gradients derived by hand.
 
 examples:
-  scratchcnn train --data-dir ../shared/data            # train the write-up's network on MNIST
+  scratchcnn train --out runs/first          # train the write-up's network on MNIST
   scratchcnn train --epochs 20 --batch-size 32 --lr 0.02
-  scratchcnn evaluate runs/<timestamp>/model.npz         # accuracy and confusion matrix
-  scratchcnn download --dataset all                     # fetch and verify MNIST and Fashion-MNIST
+  scratchcnn evaluate runs/first/model.npz   # accuracy and confusion matrix
+  scratchcnn download --dataset all          # fetch and verify MNIST and Fashion-MNIST
 
 Data: DIR/<dataset>/ holding the four IDX files (train-images-idx3-ubyte.gz, ...),
 found via --data-dir DIR, $SCRATCHCNN_DATA, ~/.cache/scratchcnn or /usr/share/datasets,

@@ -1,4 +1,4 @@
-"""Training by stochastic gradient descent, and evaluation.
+"""Training by stochastic gradient descent: fit, the shuffled record stream, the per-epoch history.
 
 One step on a batch B:  θ ← θ − η ∂L_B/∂θ  for θ in (f, W, b), η the learning rate and L_B the mean
 cross-entropy over B. Batch size 1 is the write-up's stochastic gradient descent (one record per update).

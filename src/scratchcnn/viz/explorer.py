@@ -1,4 +1,4 @@
-"""``scratchcnn explore``: one self-contained HTML page to draw a digit and watch the network work on it.
+"""The explorer page: one self-contained HTML file to draw a digit and watch the network work on it.
 
 The page is assets/explorer.html with explorer.css and explorer.js inlined: one file holding the model's
 parameters as JSON, up to PICKER_IMAGES test images, the training curves as inline SVG and the forward
