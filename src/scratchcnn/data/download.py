@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import re
 import tempfile
@@ -16,6 +17,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from scratchcnn.errors import DataError
@@ -49,6 +51,7 @@ class FileResult:
     source: str
 
 
+# The published files, their sizes and digests, are data: checksums.json beside this module.
 # MNIST: MD5s and sizes as published by yann.lecun.com (and in torchvision's MNIST.resources).
 # SHA-256 of t10k-images, t10k-labels and train-labels computed here from the genuine files in
 # ../shared/data (whose size and MD5 equal the published ones); all four SHA-256 and sizes agree with
@@ -57,26 +60,8 @@ class FileResult:
 # only roughly ("26 MBytes"); exact sizes and SHA-256 from tensorflow_datasets/url_checksums/
 # fashion_mnist.txt. Not checked locally: ../shared/data/fashion-mnist is Debian's re-gzipped copy.
 TABLE: dict[str, tuple[FileEntry, ...]] = {
-    "mnist": (
-        FileEntry("train-images-idx3-ubyte.gz", 9912422, "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-                  "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
-        FileEntry("train-labels-idx1-ubyte.gz", 28881, "d53e105ee54ea40749a09fcbcd1e9432",
-                  "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
-        FileEntry("t10k-images-idx3-ubyte.gz", 1648877, "9fb629c4189551a2d022fa330f9573f3",
-                  "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
-        FileEntry("t10k-labels-idx1-ubyte.gz", 4542, "ec29112dd5afa0611ce80d1b7f02629c",
-                  "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
-    ),
-    "fashion-mnist": (
-        FileEntry("train-images-idx3-ubyte.gz", 26421880, "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                  "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
-        FileEntry("train-labels-idx1-ubyte.gz", 29515, "25c81989df183df01b3e8a0aad5dffbe",
-                  "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
-        FileEntry("t10k-images-idx3-ubyte.gz", 4422102, "bef4ecab320f06d8554ea6380940ec79",
-                  "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
-        FileEntry("t10k-labels-idx1-ubyte.gz", 5148, "bb300cfdad3c16e7a12a480ee83cd310",
-                  "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
-    ),
+    name: tuple(FileEntry(**entry) for entry in entries)
+    for name, entries in json.loads(resources.files("scratchcnn.data").joinpath("checksums.json").read_text()).items()
 }
 
 # Tried in this order after the user's mirrors. yann.lecun.com last: it has refused downloads at times.

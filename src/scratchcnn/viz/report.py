@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import math
 import os
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -91,8 +92,8 @@ def _write_report(run: RunDir, out: str | os.PathLike | None, data_dir: str | os
         "<h2>Figures</h2>",
         f'<p class="note">{escape(note)}</p>' if note else "",
         *(_figure_html(fig, captions[key]) for key, fig in figures.items()),
-        _tuning_section(run),
-        _overtraining_section(run),
+        _experiment_section(run, run.TUNING, "a learning-rate tuning result", _tuning_section),
+        _experiment_section(run, run.OVERTRAINING, "an overtraining result", _overtraining_section),
         _equations_section(net),
         f"<p><small>Written by scratchcnn {escape(__version__)}.</small></p>",
     ]
@@ -194,23 +195,26 @@ def _figure_html(fig: Any, caption: str) -> str:
             f"<figcaption>{escape(caption)}</figcaption></figure>")
 
 
-def _tuning_section(run: RunDir) -> str:
-    path = run.path / run.TUNING
-    tuning = run.read_json(run.TUNING)
-    if tuning is None:
+def _experiment_section(run: RunDir, name: str, what: str, section: Callable[[dict[str, Any]], str]) -> str:
+    """The report's section on the experiment result in RUN_DIR/name; "" when the run has none."""
+    result = run.read_json(name)
+    if result is None:
         return ""
     try:
-        rates, finals, diverged = tuning["learning_rates"], tuning["validation_accuracy"], tuning["diverged"]
-        if not len(rates) == len(finals) == len(diverged) == len(tuning["curves"]):
-            raise ValueError("its lists have different lengths")
-        best = tuning.get("best_learning_rate")
-        rows = [[_fmt(float(r)), _pct(v), "yes" if d else "no"] for r, v, d in zip(rates, finals, diverged,
-                                                                                    strict=True)]
-        best_row = next((n for n, r in enumerate(rates) if best is not None and math.isclose(r, best)), None)
-        figure = _figure_html(plot_tuning(tuning), "Left: the final validation accuracy of each learning rate. "
-                                                   "Right: how it got there, epoch by epoch.")
+        return section(result)
     except (KeyError, TypeError, ValueError) as error:
-        raise ScratchCNNError(f"{path}: not a learning-rate tuning result ({error!r})") from None
+        raise ScratchCNNError(f"{run.path / name}: not {what} ({error!r})") from None
+
+
+def _tuning_section(tuning: dict[str, Any]) -> str:
+    rates, finals, diverged = tuning["learning_rates"], tuning["validation_accuracy"], tuning["diverged"]
+    if not len(rates) == len(finals) == len(diverged) == len(tuning["curves"]):
+        raise ValueError("its lists have different lengths")
+    best = tuning.get("best_learning_rate")
+    rows = [[_fmt(float(r)), _pct(v), "yes" if d else "no"] for r, v, d in zip(rates, finals, diverged, strict=True)]
+    best_row = next((n for n, r in enumerate(rates) if best is not None and math.isclose(r, best)), None)
+    figure = _figure_html(plot_tuning(tuning), "Left: the final validation accuracy of each learning rate. "
+                                               "Right: how it got there, epoch by epoch.")
     epochs, records, held_out = (tuning.get(key) for key in ("epochs", "train_size", "validation_size"))
     intro = (f"Each learning rate η trained the same network from the same start"
              f"{f' for {epochs} epochs' if epochs else ''}{f' on {records} records' if records else ''}"
@@ -221,16 +225,9 @@ def _tuning_section(run: RunDir) -> str:
                       f"<p>Best learning rate: <b>{escape(_fmt(best))}</b>.</p>", figure])
 
 
-def _overtraining_section(run: RunDir) -> str:
-    path = run.path / run.OVERTRAINING
-    result = run.read_json(run.OVERTRAINING)
-    if result is None:
-        return ""
-    try:
-        figure = _figure_html(plot_overtraining(result), "Upper: accuracy on the few training records. "
-                                                         "Lower: accuracy on validation records never trained on.")
-    except (KeyError, TypeError, ValueError) as error:
-        raise ScratchCNNError(f"{path}: not an overtraining result ({error!r})") from None
+def _overtraining_section(result: dict[str, Any]) -> str:
+    figure = _figure_html(plot_overtraining(result), "Upper: accuracy on the few training records. "
+                                                     "Lower: accuracy on validation records never trained on.")
     n_train, n_val = result.get("train_records", "?"), result.get("validation_records", "?")
     rows = [[label, fmt(result[key])] for label, key, fmt in (
         ("epochs", "epochs", _fmt), ("learning rate η", "learning_rate", _fmt),
