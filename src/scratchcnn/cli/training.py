@@ -78,13 +78,17 @@ def run_train(args: argparse.Namespace) -> int:
         raise ConfigError("--resume continues the run in DIR and --overwrite replaces it: give one of them")
     out = args.resume or args.out or default_run_dir()
     say = (lambda _: None) if args.json else tqdm.write
+    checkpoint = RunDir(out).checkpoint
+    before = _stamp(checkpoint)  # with --overwrite, the old run's: not this run's to resume
     try:
         summary = train_run(given, out, data_dir=args.data_dir, download=args.download,
                             resume=args.resume is not None, overwrite=args.overwrite,
                             progress=show_progress(args), say=say, finish=write_training_figures)
     except KeyboardInterrupt:
-        checkpoint = RunDir(out).checkpoint
-        if checkpoint.exists():
+        if args.overwrite and before is not None and _stamp(checkpoint) == before:
+            print(f"scratchcnn: interrupted before the new run's first epoch ended; the run in {out} is as it "
+                  "was", file=sys.stderr)
+        elif checkpoint.exists():
             print(f"scratchcnn: interrupted; the last finished epoch is saved in {checkpoint}. "
                   f"Continue with: scratchcnn train --resume {out}", file=sys.stderr)
         else:
@@ -99,6 +103,15 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"test accuracy {summary['test_accuracy']:.4f} on the {data_name} test set")
         print(f"wrote {RunDir(out).model}, history.json, history.csv and the accuracy and confusion figures")
     return 0
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """(inode, mtime) of a file, None when absent: tells whether it was replaced."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 def write_training_figures(run: RunDir, summary: dict[str, Any]) -> None:

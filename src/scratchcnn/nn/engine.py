@@ -54,6 +54,7 @@ import numpy as np
 
 from scratchcnn.errors import ConfigError
 from scratchcnn.nn.model import ConvNet
+from scratchcnn.options import whole_number
 
 # Whether the compiled engine is used. True when Numba is installed; it turns False on first use (and
 # sgd_epoch falls back to NumPy) if Numba cannot be imported or NUMBA_DISABLE_JIT is set. warm_up()
@@ -438,8 +439,7 @@ def sgd_epoch(net: ConvNet, X: np.ndarray, y: np.ndarray, order: np.ndarray, lea
         raise ConfigError(f"expected {len(X)} labels, got shape {y.shape}")
     if order.ndim != 1:
         raise ConfigError(f"order must be one-dimensional, got shape {order.shape}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
+    whole_number("batch_size", batch_size, 1)
     if len(order) == 0:
         return 0, math.nan
     # The compiled code does not check indices: check them here, once (O(N), microseconds).

@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ class RunDir:
     SUMMARY = "history.json"
     HISTORY_CSV = "history.csv"
     LOCK = ".lock"
+    REPORT = "report.html"  # written by scratchcnn report
+    EXPLORER = "explorer.html"  # written by scratchcnn explore
     TUNING = "tuning.json"  # written by scratchcnn tune
     OVERTRAINING = "overtraining.json"  # written by scratchcnn overtrain
 
@@ -64,6 +67,10 @@ class RunDir:
         return [self.checkpoint, self.model, self.summary, self.history_csv,
                 *(self.figure(key) for key in TRAINING_FIGURES)]
 
+    def derived(self) -> list[Path]:
+        """Pages made from a run (they describe it, so they go with it)."""
+        return [self.path / self.REPORT, self.path / self.EXPLORER]
+
     def existing(self) -> list[str]:
         """The names of this folder's run files that exist: empty when it holds no run."""
         return [path.name for path in self.outputs() if path.exists()]
@@ -76,8 +83,9 @@ class RunDir:
                               f"--resume {self.path}, or replace it with --overwrite")
 
     def remove_outputs(self, keep_checkpoint: bool = True) -> None:
-        """Delete the previous run's files (for --overwrite, once the new run has something to show)."""
-        for path in self.outputs()[1 if keep_checkpoint else 0:]:
+        """Delete the previous run's files and pages (for --overwrite, once the new run has something to
+        show; the checkpoint is then about to be replaced atomically, so it is kept until that moment)."""
+        for path in [*self.outputs()[1 if keep_checkpoint else 0:], *self.derived()]:
             path.unlink(missing_ok=True)
 
     # ---- one process at a time ----------------------------------------------------------------
@@ -90,26 +98,30 @@ class RunDir:
         failed before writing anything) is removed again.
         """
         created = not self.path.exists()
-        self.path.mkdir(parents=True, exist_ok=True)
         lock_path = self.path / self.LOCK
         fd = self._acquire(lock_path)
         try:
             yield self
         finally:
             lock_path.unlink(missing_ok=True)  # before the flock goes: see _acquire
+            if created:  # a run that failed before writing anything leaves no empty folder behind
+                with contextlib.suppress(OSError):
+                    self.path.rmdir()
             os.close(fd)
-            if created and not any(self.path.iterdir()):  # the run failed before writing anything
-                self.path.rmdir()
 
     def _acquire(self, lock_path: Path) -> int:
-        """Open and flock the lock file; its descriptor. The file is removed on release, so a lock won
-        on a file that has just been removed is retried on the new one."""
+        """Open and flock the lock file; its descriptor. The file (and an empty folder made for it) is
+        removed on release, so a lock won on a file that has just been removed is retried on a new one."""
         while True:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except (FileNotFoundError, FileExistsError):  # the folder went away under us: try again
+                continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+                holder = _holder(fd)
                 os.close(fd)
                 raise RunDirError(f"{self.path} is in use by another scratchcnn process (pid {holder}); wait for "
                                   "it to finish or choose another folder") from None
@@ -149,6 +161,16 @@ class RunDir:
         if not isinstance(value, dict):
             raise RunDirError(f"{path}: expected a JSON object, found {type(value).__name__}")
         return value
+
+
+def _holder(fd: int) -> str:
+    """The pid the lock's holder wrote, waiting briefly for a holder that has only just won the lock."""
+    for _ in range(50):
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        if text:
+            return text
+        time.sleep(0.01)
+    return "unknown"
 
 
 EPOCH_NUMBERS = ("train_accuracy", "train_loss", "validation_accuracy", "validation_loss", "seconds")

@@ -119,6 +119,8 @@ def _train_locked(run: RunDir, given: dict[str, Any], *, data_dir: str | os.Path
     summary = run_summary(options, history, test_accuracy, test_loss, run.model)
     summary["confusion_matrix"] = confusion_matrix(y_test, net.scores(X_test).argmax(axis=1), net.classes).tolist()
     summary["data"] = {"dataset": data.name, "directory": str(data.directory)}
+    if replacing:  # --overwrite and not one epoch saved (it diverged at once): the old checkpoint goes too
+        run.remove_outputs(keep_checkpoint=False)
     net.save(run.model)
     run.write_summary(summary, history.to_csv())
     return summary

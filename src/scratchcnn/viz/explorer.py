@@ -27,7 +27,7 @@ from scratchcnn.nn.model import ConvNet
 from scratchcnn.options import RunOptions
 from scratchcnn.train.rundir import RunDir
 
-EXPLORER_NAME = "explorer.html"
+EXPLORER_NAME = RunDir.EXPLORER
 PICKER_IMAGES = 50  # test images embedded for the picker: the first ones of the test set
 
 

@@ -26,7 +26,7 @@ from scratchcnn.options import RunOptions
 from scratchcnn.train.rundir import RunDir
 from scratchcnn.viz.figures import figure_bytes, model_figure_set, plot_overtraining, plot_tuning
 
-REPORT_NAME = "report.html"
+REPORT_NAME = RunDir.REPORT
 CAPTIONS = {
     "record": "The first test record X, the network's input (its pixels are scaled to [0, 1] before use).",
     "record_surface": "The same record as a landscape: the height of each pixel is its intensity.",
