@@ -15,6 +15,7 @@ from scratchcnn.data.datasets import (
     search_dirs,
 )
 from scratchcnn.data.idx import read_idx, write_idx
+from scratchcnn.data.images import load_image, preprocess
 
-__all__ = ["CLASS_NAMES", "DATASETS", "DOWNLOADABLE", "FILES", "Dataset", "find_files", "load_dataset", "read_idx",
-           "search_dirs", "write_idx"]
+__all__ = ["CLASS_NAMES", "DATASETS", "DOWNLOADABLE", "FILES", "Dataset", "find_files", "load_dataset", "load_image",
+           "preprocess", "read_idx", "search_dirs", "write_idx"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import fields, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,10 @@ from scratchcnn.data import load_dataset
 from scratchcnn.errors import ConfigError, ModelFileError
 from scratchcnn.nn.metrics import confusion_matrix, evaluate
 from scratchcnn.nn.model import ConvNet
-from scratchcnn.options import NetworkOptions, RunOptions
+from scratchcnn.options import RunOptions
 from scratchcnn.train.checkpoint import load_checkpoint, save_checkpoint
 from scratchcnn.train.rundir import RunDir
 from scratchcnn.train.sgd import EpochRecord, History, TrainState, fit, resolve_engine
-
-NETWORK_OPTIONS = tuple(f.name for f in fields(NetworkOptions))
 
 
 def data_fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
@@ -94,8 +92,7 @@ def _train_locked(run: RunDir, given: dict[str, Any], *, data_dir: str | os.Path
     if resume and train_fingerprint != fingerprint:
         raise ConfigError(f"the {data.name} training data in {data.directory} differs from the checkpoint's")
     if net is None:
-        net = ConvNet(**{k: getattr(options, k) for k in NETWORK_OPTIONS}, input_shape=data.train_images.shape[1:],
-                      seed=options.seed)
+        net = ConvNet(**asdict(options.network), input_shape=data.train_images.shape[1:], seed=options.seed)
         net.dataset = data.name
     saved_options = {"training": options.to_json(), "data_fingerprint": train_fingerprint}
 
@@ -108,10 +105,8 @@ def _train_locked(run: RunDir, given: dict[str, Any], *, data_dir: str | os.Path
 
     say(f"{'resuming' if resume else 'training'} {net} on {data.name} ({data.directory}); writing to {run.path}")
     say(EPOCH_HEADER)
-    training = options.training
     history = fit(
-        net, data.train_images, data.train_labels,
-        **{f.name: getattr(training, f.name) for f in fields(training)},
+        net, data.train_images, data.train_labels, **asdict(options.training),
         progress=progress, on_epoch=lambda record: say(epoch_line(record)), resume=state, save_state=save_state,
     )
     X_test, y_test = net.check_images(data.test_images), data.test_labels.astype(np.int64)
