@@ -6,6 +6,7 @@ write-up prints e^{−a_j} (the same model with W negated) and drops the minus s
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +19,7 @@ from scratchcnn import options
 from scratchcnn._version import __version__
 from scratchcnn.errors import ConfigError, ModelFileError, first_line
 from scratchcnn.nn import layers
-from scratchcnn.nn.npzfile import read_json_header, read_npz, write_npz
+from scratchcnn.nn.npzfile import MAX_ELEMENTS, Expected, read_json_header, read_npz, write_npz
 from scratchcnn.options import CLASSES, INPUT_SHAPE, NETWORK, TRAINING
 
 FILE_FORMAT = "scratchcnn.ConvNet"
@@ -242,7 +243,32 @@ class ConvNet:
     @classmethod
     def load(cls, path: str | os.PathLike) -> ConvNet:
         """Read a file written by ``save``; refuse one whose arrays disagree with its header."""
-        return cls.from_arrays(read_npz(path, "model"), str(path))
+        return cls.from_arrays(read_npz(path, "model", lambda raw: cls.expected_arrays(raw, str(path))), str(path))
+
+    @classmethod
+    def expected_arrays(cls, raw_header: np.ndarray | None, where: str) -> dict[str, Expected]:
+        """{name: (dtype, shape)} of the parameters a saved header promises, computed without allocating them.
+
+        f (K, k, k), W (C, K, H // 2, W // 2), b (C,) with bias. A file is checked against these before its
+        arrays are read: building the network to find out would allocate whatever sizes the header claims.
+        """
+        header = read_json_header(raw_header, where, FILE_FORMAT, FILE_FORMAT_VERSION, ("config",))
+        config = header["config"]
+        try:
+            K = options.whole_number("filters", config.get("filters", NETWORK.filters), 1)
+            k = options.whole_number("kernel_size", config.get("kernel_size", NETWORK.kernel_size), 1)
+            C = options.whole_number("classes", config.get("classes", CLASSES), 2)
+            H, W = options.input_shape(config.get("input_shape", INPUT_SHAPE))
+            # The constructor checks everything else (pool, dtype, unknown keys...) on the smallest network.
+            small = cls(**dict(config, filters=1, kernel_size=1, input_shape=(2, 2), classes=2), seed=0)
+        except (ConfigError, TypeError) as error:
+            raise ModelFileError(f"{where}: bad configuration in header: {first_line(error)}") from None
+        shapes = {"f": (K, k, k), "W": (C, K, H // 2, W // 2)} | ({"b": (C,)} if small.bias else {})
+        total = sum(math.prod(shape) for shape in shapes.values())
+        if total > MAX_ELEMENTS:
+            raise ModelFileError(f"{where}: header declares a network of {total:,} parameters, "
+                                 f"more than the {MAX_ELEMENTS:,} scratchcnn loads")
+        return {name: (np.dtype(small.dtype), shape) for name, shape in shapes.items()}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], where: str) -> ConvNet:

@@ -18,7 +18,7 @@ import numpy as np
 
 from scratchcnn.errors import ModelFileError
 from scratchcnn.nn.model import ConvNet
-from scratchcnn.nn.npzfile import read_json_header, read_npz, write_npz
+from scratchcnn.nn.npzfile import Expected, read_json_header, read_npz, write_npz
 from scratchcnn.options import whole_number
 from scratchcnn.train.sgd import EpochRecord, History, TrainState
 
@@ -41,7 +41,7 @@ def save_checkpoint(path: str | os.PathLike, net: ConvNet, state: TrainState, op
 def load_checkpoint(path: str | os.PathLike) -> tuple[ConvNet, TrainState, dict[str, Any]]:
     """Read a checkpoint: (network, training state, options). ModelFileError for anything amiss."""
     where = str(path)
-    arrays = read_npz(path, "checkpoint")
+    arrays = read_npz(path, "checkpoint", lambda raw: _expected_arrays(raw, where))
     header = read_json_header(arrays.pop("header", None), where, CHECKPOINT_FORMAT, CHECKPOINT_VERSION,
                               ("model", "options", "history", "rng_state"))
     order = arrays.pop("order", None)
@@ -62,6 +62,16 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[ConvNet, TrainState, dict[
     if state.epoch != len(history.epochs):
         raise ModelFileError(f"{where}: epoch {state.epoch} disagrees with its {len(history.epochs)}-epoch history")
     return net, state, options
+
+
+def _expected_arrays(raw_header: np.ndarray | None, where: str) -> dict[str, Expected]:
+    """{name: (dtype, shape)} a checkpoint's header promises: the model's parameters, and order (n,) int64.
+
+    The number n of training records is not in the header: read_npz caps it.
+    """
+    header = read_json_header(raw_header, where, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, ("model",))
+    model = ConvNet.expected_arrays(np.array(json.dumps(header["model"])), where)
+    return dict(model, order=(np.dtype(np.int64), (None,)))  # rng.permutation's dtype
 
 
 def _epoch_record(fields: Any) -> EpochRecord:
