@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from scratchcnn import ConvNet
 from scratchcnn.data import CLASS_NAMES, load_dataset
 from scratchcnn.errors import ConfigError
+from scratchcnn.viz import experiment_figures as xf
 from scratchcnn.viz import figures as fg
 
 DIGITS = CLASS_NAMES["mnist"]
@@ -72,8 +73,8 @@ def all_figures(net: ConvNet, image: np.ndarray) -> dict[str, Figure]:
         "kernels": fg.plot_kernels(net.f), "kernel_surfaces": fg.plot_kernel_surfaces(net.f),
         "convolved": fg.plot_convolved(Y), "pooled": fg.plot_pooled(Z, net.pool),
         "accuracy": fg.plot_accuracy(HISTORY), "confusion": fg.plot_confusion(confusion(), DIGITS),
-        "weights": fg.plot_weights(net.W, DIGITS), "tuning": fg.plot_tuning(TUNING),
-        "overtraining": fg.plot_overtraining(OVERTRAINING),
+        "weights": fg.plot_weights(net.W, DIGITS), "tuning": xf.plot_tuning(TUNING),
+        "overtraining": xf.plot_overtraining(OVERTRAINING),
     }
 
 
@@ -133,7 +134,7 @@ def test_awkward_inputs_still_plot() -> None:
                     "best_learning_rate": None, "curves": [[], [0.1]]}
     never_perfect = dict(OVERTRAINING, train_accuracy=[0.1, 0.2, 0.3, 0.4])
     float_image = np.linspace(0, 1, 28 * 28).reshape(28, 28)
-    for fig in (fg.plot_tuning(all_diverged), fg.plot_overtraining(never_perfect), fg.plot_record(float_image, "x"),
+    for fig in (xf.plot_tuning(all_diverged), xf.plot_overtraining(never_perfect), fg.plot_record(float_image, "x"),
                 fg.plot_confusion(np.zeros((10, 10), int), DIGITS), fg.plot_kernels(np.zeros((1, 3, 3)))):
         render(fig)
 
@@ -142,7 +143,7 @@ def test_long_overtraining_runs_get_a_log_epoch_axis() -> None:
     epochs = np.arange(1, 301)
     result = dict(OVERTRAINING, train_accuracy=np.minimum(1, epochs / 10).tolist(),
                   validation_accuracy=(0.7 - 0.1 / epochs).tolist())
-    fig = fg.plot_overtraining(result)
+    fig = xf.plot_overtraining(result)
     upper, lower = fig.axes
     assert lower.get_xscale() == "log" and "log scale" in lower.get_xlabel()
     assert "epoch 10" in upper.texts[0].get_text()
@@ -151,7 +152,7 @@ def test_long_overtraining_runs_get_a_log_epoch_axis() -> None:
 
 
 def test_tuning_marks_diverged_rates_and_the_best() -> None:
-    left = fg.plot_tuning(TUNING).axes[0]
+    left = xf.plot_tuning(TUNING).axes[0]
     labels = [line.get_label() for line in left.lines]
     assert any(label.startswith("diverged") for label in labels)
     assert any(label.startswith("best: η = 0.001") for label in labels)

@@ -23,7 +23,8 @@ from scratchcnn.files import write_text_atomically
 from scratchcnn.options import RunOptions
 from scratchcnn.train import experiments
 from scratchcnn.train.rundir import RunDir
-from scratchcnn.viz.figures import plot_overtraining, plot_tuning, save_figure
+from scratchcnn.viz.experiment_figures import plot_overtraining, plot_tuning
+from scratchcnn.viz.figures import save_figure
 
 DATASET = RunOptions.dataset
 

@@ -1,4 +1,4 @@
-"""Pictures of the network, its training and the experiments, drawn with matplotlib.
+"""Pictures of the network and its training, drawn with matplotlib (the experiments': experiment_figures.py).
 
 Every function builds a ``matplotlib.figure.Figure`` directly (no pyplot, so no global state and
 no display needed) and returns it; ``save_figure`` writes one as PNG or SVG, atomically.
@@ -20,7 +20,7 @@ import numpy as np
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator, PercentFormatter, StrMethodFormatter
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from scratchcnn.errors import ConfigError
 from scratchcnn.files import write_atomically
@@ -31,7 +31,6 @@ FIGURE_NAMES = {  # key → file stem of the figures model_figures writes
     "kernel_surfaces": "04-kernel-surfaces", "convolved": "05-convolved", "pooled": "06-pooled",
     "accuracy": "07-accuracy", "confusion": "08-confusion", "weights": "09-weights",
 }
-EXPERIMENT_FIGURE_NAMES = {"tuning": "10-tuning", "overtraining": "11-overtraining"}
 FORMATS = ("png", "svg")
 DPI = 120
 DIVERGING = "RdBu_r"  # blue < 0 < red
@@ -45,7 +44,7 @@ POOL_TITLES = {
 # ---- helpers -------------------------------------------------------------------------------------
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
 
 
@@ -84,7 +83,7 @@ def _image_panels(fig: Figure, maps: np.ndarray, titles: Sequence[str], cbar_lab
         panel_norm, cmap = (norm, DIVERGING) if shared else _own_scale(maps[index])
         ax.imshow(maps[index], cmap=cmap, norm=panel_norm, interpolation="nearest")
         ax.set_title(titles[index])
-        _integer_ticks(ax)
+        integer_ticks(ax)
         if index + cols >= len(maps):
             ax.set_xlabel(xlabel)
         if index % cols == 0:
@@ -97,7 +96,7 @@ def _image_panels(fig: Figure, maps: np.ndarray, titles: Sequence[str], cbar_lab
     return axes
 
 
-def _integer_ticks(ax: Any, y: bool = True) -> None:
+def integer_ticks(ax: Any, y: bool = True) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if y:
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -116,7 +115,7 @@ def _surface(ax: Any, values: np.ndarray, **style: Any) -> None:
     ax.set_ylim(values.shape[0] - 1, 0)
 
 
-def _series(values: Sequence[float | None]) -> np.ndarray:
+def series(values: Sequence[float | None]) -> np.ndarray:
     return np.array([math.nan if v is None else v for v in values], float)
 
 
@@ -127,7 +126,7 @@ def plot_record(image: np.ndarray, label: str) -> Figure:
     """The input record X: (H, W), uint8 or float in [0, 1], as a grayscale image."""
     image = np.asarray(image)
     top, cbar_label = _pixel_scale(image)
-    fig = _figure(4.8, 4.2)
+    fig = new_figure(4.8, 4.2)
     ax = fig.add_subplot()
     shown = ax.imshow(image, cmap="gray", vmin=0, vmax=top, interpolation="nearest")
     ax.set(xlabel="column j", ylabel="row i")
@@ -140,7 +139,7 @@ def plot_record_surface(image: np.ndarray, label: str) -> Figure:
     """The record X: (H, W) as a surface whose height is the pixel intensity."""
     image = np.asarray(image)
     top, cbar_label = _pixel_scale(image)
-    fig = _figure(7.0, 5.0)
+    fig = new_figure(7.0, 5.0)
     ax = fig.add_subplot(projection="3d")
     _surface(ax, image, cmap="viridis", vmin=0, vmax=top)
     ax.set(xlabel="column j", ylabel="row i", zlim=(0, top))
@@ -156,7 +155,7 @@ def plot_kernels(f: np.ndarray) -> Figure:
     """The K filters f: (K, k, k) as images, their values written in the cells when k ≤ 5."""
     f = np.asarray(f, float)
     (K, k, _), (rows, cols), limit = f.shape, _grid(len(f)), _symmetric(f).vmax
-    fig = _figure(1.0 + 2.6 * cols, 0.8 + 2.6 * rows)
+    fig = new_figure(1.0 + 2.6 * cols, 0.8 + 2.6 * rows)
     axes = _image_panels(fig, f, [f"$f_{{{n + 1}}}$" for n in range(K)], "filter weight $f_k(a, b)$",
                          xlabel="b (column offset)", ylabel="a (row offset)")
     for n, ax in enumerate(axes.flat[:K]):
@@ -173,7 +172,7 @@ def plot_kernel_surfaces(f: np.ndarray) -> Figure:
     """The K filters f: (K, k, k) as surfaces, height = weight, on a shared vertical scale."""
     f, norm = np.asarray(f, float), _symmetric(f)
     K, (rows, cols) = len(f), _grid(len(f))
-    fig = _figure(1.0 + 3.4 * cols, 0.6 + 3.1 * rows)
+    fig = new_figure(1.0 + 3.4 * cols, 0.6 + 3.1 * rows)
     axes = [fig.add_subplot(rows, cols, n + 1, projection="3d") for n in range(K)]
     for n, ax in enumerate(axes):
         _surface(ax, f[n], cmap=DIVERGING, norm=norm, alpha=0.85)
@@ -183,7 +182,7 @@ def plot_kernel_surfaces(f: np.ndarray) -> Figure:
         ax.set(xlabel="b", ylabel="a", zlim=(norm.vmin, norm.vmax), title=f"$f_{{{n + 1}}}$")
         if n % cols == cols - 1 or n == K - 1:  # on the right only: a label further left hides behind a panel
             ax.set_zlabel("$f_k(a, b)$", labelpad=10)
-        _integer_ticks(ax)
+        integer_ticks(ax)
         ax.zaxis.set_major_locator(MaxNLocator(4, symmetric=True))
         ax.tick_params(labelsize=8)
         ax.set_box_aspect(None, zoom=0.95)
@@ -196,7 +195,7 @@ def _feature_maps(maps: np.ndarray, symbol: str, title: str) -> Figure:
     """Images (K, rows, cols), each on its own colour scale centred on 0, titled symbol_k(i, j)."""
     maps = np.asarray(maps, float)
     rows, cols = _grid(len(maps))
-    fig = _figure(0.6 + 3.2 * cols, 1.0 + 3.6 * rows)
+    fig = new_figure(0.6 + 3.2 * cols, 1.0 + 3.6 * rows)
     _image_panels(fig, maps, [f"${symbol}_{{{n + 1}}}(i, j)$" for n in range(len(maps))], "value of", shared=False)
     fig.suptitle(title)
     return fig
@@ -218,7 +217,7 @@ def plot_weights(W: np.ndarray, class_names: Sequence[str]) -> Figure:
     W = np.asarray(W, float)
     classes, K = W.shape[:2]
     norm = _symmetric(W)
-    fig = _figure(max(6.4, 2.4 + 1.1 * K), 1.0 + 1.0 * classes)
+    fig = new_figure(max(6.4, 2.4 + 1.1 * K), 1.0 + 1.0 * classes)
     axes = fig.subplots(classes, K, squeeze=False)
     for (c, n), ax in np.ndenumerate(axes):
         ax.imshow(W[c, n], cmap=DIVERGING, norm=norm, interpolation="nearest")
@@ -239,17 +238,17 @@ def plot_weights(W: np.ndarray, class_names: Sequence[str]) -> Figure:
 
 def plot_accuracy(history: Sequence[dict[str, Any]]) -> Figure:
     """Training and validation accuracy per epoch; history as in history.json (validation may be None)."""
-    fig = _figure(6.4, 4.2)
+    fig = new_figure(6.4, 4.2)
     ax = fig.add_subplot()
     epochs = [e["epoch"] for e in history]
     for key, name, marker in (("train_accuracy", "training", "o"), ("validation_accuracy", "validation", "s")):
-        values = _series([e.get(key) for e in history])
+        values = series([e.get(key) for e in history])
         if np.isfinite(values).any():
             ax.plot(epochs, values, marker=marker, label=f"{name} (last: {values[np.isfinite(values)][-1]:.1%})")
     if not history:
         ax.text(0.5, 0.5, "no completed epochs", transform=ax.transAxes, ha="center")
     ax.set(xlabel="epoch", ylabel="accuracy")
-    _integer_ticks(ax, y=False)
+    integer_ticks(ax, y=False)
     ax.yaxis.set_major_formatter(PercentFormatter(xmax=1))
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
@@ -263,7 +262,7 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str]) -> Figure:
     matrix = np.asarray(matrix)
     total = int(matrix.sum())
     accuracy = np.trace(matrix) / total if total else math.nan
-    fig = _figure(7.4, 6.4)
+    fig = new_figure(7.4, 6.4)
     ax = fig.add_subplot()
     shown = ax.imshow(matrix, cmap="Blues", interpolation="nearest")
     ticks = range(len(matrix))
@@ -279,91 +278,6 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str]) -> Figure:
                     color="white" if count > threshold else "black")
     fig.colorbar(shown, ax=ax, label="test images", shrink=0.85)
     fig.suptitle(f"Confusion matrix on the test set: {total:,} images, accuracy {accuracy:.1%}")
-    return fig
-
-
-def plot_tuning(tuning: dict[str, Any]) -> Figure:
-    """Learning-rate sweep: final validation accuracy per rate (log axis), and each rate's curve.
-
-    tuning: learning_rates, validation_accuracy (None where diverged), diverged, best_learning_rate, curves.
-    """
-    rates = np.array(tuning["learning_rates"], float)
-    final, diverged = _series(tuning["validation_accuracy"]), np.array(tuning["diverged"], bool)
-    best = tuning.get("best_learning_rate")
-    is_best = np.isclose(rates, best) if best is not None else np.zeros(len(rates), bool)
-    fig = _figure(12.0, 4.8)
-    left, right = fig.subplots(1, 2)
-    _tuning_finals(left, rates, final, diverged, is_best)
-    for n in np.argsort(rates):
-        curve = _series(tuning["curves"][n])
-        right.plot(np.arange(1, len(curve) + 1), curve, marker=".", color=f"C{n % 10}",
-                   label=f"η = {rates[n]:g}" + (" (diverged)" if diverged[n] else ""),
-                   linestyle="--" if diverged[n] else "-", linewidth=2.5 if is_best[n] else 1.5)
-    right.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy after each epoch")
-    _integer_ticks(right, y=False)
-    right.legend(title="learning rate", fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    for ax in (left, right):
-        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1))
-        ax.grid(alpha=0.3)
-    fig.suptitle("Tuning the learning rate")
-    return fig
-
-
-def _tuning_finals(ax: Any, rates: np.ndarray, final: np.ndarray, diverged: np.ndarray, is_best: np.ndarray) -> None:
-    """Final accuracy against the rate; diverged rates as red x in a shaded strip below the values."""
-    ok = ~diverged & np.isfinite(final)
-    order = np.argsort(rates)[ok[np.argsort(rates)]]
-    ax.plot(rates[order], final[order], "o-", color="C0", label="final validation accuracy")
-    if diverged.any():
-        low, high = ax.get_ylim() if ok.any() else (0.0, 1.0)
-        bottom = low - 0.15 * (high - low)
-        ax.set_yticks([t for t in ax.get_yticks() if low <= t <= high])  # no accuracy ticks in the strip
-        ax.set_ylim(bottom, high)
-        ax.axhspan(bottom, low - 0.03 * (high - low), color="red", alpha=0.07, linewidth=0)
-        ax.plot(rates[diverged], np.full(diverged.sum(), (bottom + low) / 2 - 0.015 * (high - low)), "x",
-                color="red", markersize=11, markeredgewidth=2.5, label="diverged (loss NaN/∞)")
-    for i in np.flatnonzero(is_best & ok)[:1]:
-        ax.plot(rates[i], final[i], "*", color="gold", markeredgecolor="black", markersize=18,
-                label=f"best: η = {rates[i]:g} ({final[i]:.1%})")
-    ax.set_xscale("log")
-    ax.set(xlabel="learning rate η (log scale)", ylabel="final validation accuracy",
-           title="Final validation accuracy per learning rate")
-    ax.legend(loc="best", fontsize=9)
-
-
-def plot_overtraining(result: dict[str, Any]) -> Figure:
-    """Training on few records: accuracy on them (upper) and on held-out validation data (lower)."""
-    train, val = _series(result["train_accuracy"]), _series(result["validation_accuracy"])
-    n_train, n_val = result.get("train_records", "?"), result.get("validation_records", "?")
-    fig = _figure(7.2, 6.4)
-    upper, lower = fig.subplots(2, 1, sharex=True)
-    long = max(len(train), len(val)) > 100  # many epochs: a log axis keeps the first ones visible
-    for ax, values, colour in ((upper, train, "C0"), (lower, val, "C1")):
-        ax.plot(np.arange(1, len(values) + 1), values, "-" if long else ".-", color=colour)
-    perfect = np.flatnonzero(train >= 1.0)
-    if len(perfect):
-        upper.axvline(perfect[0] + 1, color="0.5", linestyle=":")
-        upper.annotate(f"100% from epoch {perfect[0] + 1}", (perfect[0] + 1, 1.0), xytext=(6, -16),
-                       textcoords="offset points", fontsize=9)
-    if np.isfinite(val).any():
-        b = int(np.nanargmax(val))
-        lower.plot(b + 1, val[b], "*", color="gold", markeredgecolor="black", markersize=15,
-                   label=f"best: {val[b]:.1%} at epoch {b + 1}")
-        lower.axvline(b + 1, color="0.5", linestyle=":")
-        lower.legend(loc="lower right")
-    upper.set(ylabel="accuracy", title=f"Accuracy on the {n_train} training records")
-    lower.set(ylabel="accuracy", title=f"Accuracy on the {n_val} validation records",
-              xlabel=f"epoch ({n_train} records each{', log scale' if long else ''})")
-    for ax in (upper, lower):
-        ax.set_ylim(0, 1.05)
-        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
-        if long:
-            ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))  # 1, 10, 100 rather than 10⁰, 10¹, 10²
-        else:
-            _integer_ticks(ax, y=False)
-        ax.grid(alpha=0.3, which="major")
-    fig.suptitle(f"Overtraining: many epochs on only {n_train} training records")
     return fig
 
 

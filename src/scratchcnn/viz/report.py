@@ -24,7 +24,8 @@ from scratchcnn.nn.metrics import confusion_matrix
 from scratchcnn.nn.model import ConvNet
 from scratchcnn.options import RunOptions
 from scratchcnn.train.rundir import RunDir
-from scratchcnn.viz.figures import figure_bytes, model_figure_set, plot_overtraining, plot_tuning
+from scratchcnn.viz.experiment_figures import plot_overtraining, plot_tuning
+from scratchcnn.viz.figures import figure_bytes, model_figure_set
 
 REPORT_NAME = RunDir.REPORT
 CAPTIONS = {
