@@ -189,3 +189,15 @@ def only_localhost(monkeypatch: pytest.MonkeyPatch) -> None:
         return real_urlopen(url, *args, **kwargs)
 
     monkeypatch.setattr(urllib.request, "urlopen", guarded)
+
+
+def one_line_error(status: int, err: str, *fragments: str) -> str:
+    """Exit status 2 and exactly one line on stderr, 'scratchcnn: error: ...', holding every fragment."""
+    assert status == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("scratchcnn: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]

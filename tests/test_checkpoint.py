@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import make_fake_dataset, run_main
+from helpers import one_line_error
 
 from scratchcnn import ModelFileError
 from scratchcnn.files import write_atomically
@@ -68,18 +69,6 @@ def start(*args: Any, cwd: Path, data: Path | None = None, unbuffered: bool = Fa
     return subprocess.Popen([sys.executable, "-m", "scratchcnn", *map(str, args)], cwd=cwd,
                             env=env_for(cwd, data, unbuffered), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-
-
-def one_line_error(status: int, err: str, *fragments: str) -> str:
-    """Exit status 2 and exactly one line on stderr, 'scratchcnn: error: ...', holding every fragment."""
-    assert status == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("scratchcnn: error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray]:

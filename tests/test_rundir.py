@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import make_fake_dataset, run_main, skip_or_fail
+from helpers import one_line_error
 
 from scratchcnn.cli.training import write_training_figures
 from scratchcnn.nn import engine as engines
@@ -89,18 +90,6 @@ def read_line(proc: subprocess.Popen[str], timeout: float = WAIT) -> str:
         proc.kill()
         pytest.fail(f"no line on stdout after {timeout} s")
     return proc.stdout.readline()
-
-
-def one_line_error(status: int, err: str, *fragments: str) -> str:
-    """Exit status 2 and exactly one line on stderr, 'scratchcnn: error: ...', holding every fragment."""
-    assert status == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("scratchcnn: error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def refusal(folder: str, names: tuple[str, ...] | list[str] = RUN_FILES) -> str:
