@@ -15,8 +15,6 @@ import os
 import struct
 import subprocess
 import sys
-import tempfile
-import threading
 import zipfile
 import zlib
 from pathlib import Path
@@ -152,26 +150,24 @@ def refused(load, path: Path, *needles: str) -> str:
     return message
 
 
-def run_measured(*args: object, cwd: Path) -> tuple[int, str, int]:
-    """Run ``python -m scratchcnn ARGS`` with no dataset and no downloads: (status, stderr, peak RSS in MB).
+# Runs the command and prints its peak RSS (KB) and exit status. A fresh, small process does the fork:
+# Linux counts the pages a child shares with its parent between fork and exec in the child's peak, so
+# forking from a pytest process that has grown large would measure pytest, not scratchcnn.
+MEASURE = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+_pid, status, usage = os.wait4(child.pid, 0)
+print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
 
-    os.wait4 reports the peak of this one child; RUSAGE_CHILDREN would mix in every earlier child.
-    """
+
+def run_measured(*args: object, cwd: Path) -> tuple[int, str, int]:
+    """Run ``python -m scratchcnn ARGS`` with no dataset and no downloads: (status, stderr, peak RSS in MB)."""
     env = dict(os.environ, HOME=str(cwd), SCRATCHCNN_DATA=str(cwd / "no-data"))
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        process = subprocess.Popen([sys.executable, "-m", "scratchcnn", *map(str, args)], cwd=cwd, env=env,
-                                   stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        guard = threading.Timer(120, process.kill)  # a hung child fails the test instead of hanging it
-        guard.start()
-        try:
-            _pid, status, usage = os.wait4(process.pid, 0)
-        finally:
-            guard.cancel()
-        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
-        err.seek(0)
-        stderr = err.read().decode()
-    peak_bytes = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)  # bytes on macOS, KB on Linux
-    return process.returncode, stderr, peak_bytes // 2**20
+    done = subprocess.run([sys.executable, "-c", MEASURE, sys.executable, "-m", "scratchcnn", *map(str, args)],
+                          cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    peak_kb, status = (int(word) for word in done.stdout.split())
+    return status, done.stderr, peak_kb // 1024  # ru_maxrss is in KB on Linux
 
 
 def refused_in_a_process(*args: object, cwd: Path, needles: tuple[str, ...]) -> None:
