@@ -17,9 +17,12 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --editable '.[test]'
 	touch $@ $(VENV)/.installed
 
-demo: $(VENV)/.installed  ## train the default network on MNIST, print its test accuracy, write its report
-	$(BIN)/scratchcnn train --out runs/demo
+demo: $(VENV)/.installed runs/demo/model.npz  ## train the default network on MNIST (once), print its test accuracy, write its report
 	$(BIN)/scratchcnn report runs/demo
+
+# Trained once: a second `make demo` keeps the run (train refuses to overwrite one); rm -r runs/demo to retrain.
+runs/demo/model.npz: | $(VENV)/.installed
+	$(BIN)/scratchcnn train --out runs/demo
 
 # SCIPY_ARRAY_API: lets scikit-learn's estimator checks include their array-API one.
 test: $(VENV)/.installed-test  ## run the test suite

@@ -67,8 +67,8 @@ def isolated(tmp_path, monkeypatch):
 def test_search_dirs_order(isolated, monkeypatch):
     assert search_dirs() == [isolated / "cache", isolated / "system"]
     monkeypatch.setenv("SCRATCHCNN_DATA", str(isolated / "env"))
-    expected = [isolated / "arg", isolated / "env", isolated / "cache", isolated / "system"]
-    assert search_dirs(isolated / "arg") == expected
+    assert search_dirs() == [isolated / "env", isolated / "cache", isolated / "system"]
+    assert search_dirs(isolated / "arg") == [isolated / "arg"]  # an explicit data_dir is the only place
     monkeypatch.setenv("SCRATCHCNN_DATA", "")
     assert search_dirs() == [isolated / "cache", isolated / "system"]
 
@@ -152,11 +152,11 @@ def test_cache_dir_is_under_home(isolated, monkeypatch):
 
 
 def test_incomplete_directory_is_skipped_for_a_later_complete_one(isolated, monkeypatch):
-    write_dataset(isolated / "arg", skip=("test_labels",))
-    arrays = write_dataset(isolated / "env")
+    write_dataset(isolated / "env", skip=("test_labels",))
+    arrays = write_dataset(isolated / "cache")
     monkeypatch.setenv("SCRATCHCNN_DATA", str(isolated / "env"))
-    dataset = load_dataset("mnist", data_dir=isolated / "arg")
-    assert dataset.directory == isolated / "env" / "mnist"
+    dataset = load_dataset("mnist")
+    assert dataset.directory == isolated / "cache" / "mnist"
     assert_dataset_is(dataset, arrays)
 
 
@@ -176,14 +176,18 @@ def test_unknown_dataset_name(isolated, name):
 def test_nothing_found_lists_files_and_every_directory(isolated, monkeypatch):
     monkeypatch.setenv("SCRATCHCNN_DATA", str(isolated / "env"))
     with pytest.raises(DataError) as caught:
-        load_dataset("mnist", data_dir=isolated / "arg")
+        load_dataset("mnist")
     message = str(caught.value)
     for stem in FILES.values():
         assert stem in message
-    for base in ("arg", "env", "cache", "system"):
+    for base in ("env", "cache", "system"):
         assert str(isolated / base / "mnist") in message
     assert "missing" not in message  # no directory holds any file
     assert "--data-dir" in message and "SCRATCHCNN_DATA" in message
+    with pytest.raises(DataError) as caught:  # an explicit data_dir is the only place looked in
+        load_dataset("mnist", data_dir=isolated / "arg")
+    message = str(caught.value)
+    assert str(isolated / "arg" / "mnist") in message and str(isolated / "env") not in message
 
 
 def test_partial_directory_names_its_missing_files(isolated):
@@ -194,7 +198,7 @@ def test_partial_directory_names_its_missing_files(isolated):
     partial = re.search(re.escape(str(isolated / "arg" / "mnist")) + r" \(missing ([^)]*)\)", message)
     assert partial, message
     assert sorted(partial.group(1).split(", ")) == ["t10k-images-idx3-ubyte", "train-labels-idx1-ubyte"]
-    assert str(isolated / "cache" / "mnist") in message
+    assert str(isolated / "cache") not in message  # an explicit data_dir is the only place looked in
 
 
 def test_count_mismatch_names_both_files(isolated):

@@ -405,7 +405,8 @@ def test_overtrain_command_json_and_files(run: dict[str, Any]) -> None:
     assert "Traceback" not in proc.stderr
     result = last_json(proc.stdout)
     assert set(result) == {"train_accuracy", "validation_accuracy", "first_epoch_train_100",
-                           "best_validation_accuracy", "best_validation_epoch", "final_validation_accuracy", "stopped"}
+                           "best_validation_accuracy", "best_validation_epoch", "final_validation_accuracy",
+                           "best_validation_loss", "best_validation_loss_epoch", "stopped"}
     assert len(result["train_accuracy"]) == len(result["validation_accuracy"]) == 20
     first = result["first_epoch_train_100"]
     assert first is not None and result["train_accuracy"][first - 1] == 1.0

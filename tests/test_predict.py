@@ -260,7 +260,8 @@ def test_json_output(model, rendered, bad_files, capsys) -> None:
     status, out, _ = run_main(["predict", path, rendered[0], bad_files["empty"], "--json"], capsys)
     assert status == 2
     good, bad = last_json(out)
-    assert set(good) == {"file", "prediction", "label", "probabilities"}
+    # An MNIST model also says how unlike MNIST's training digits the picture is (test_newcomer_predict.py)
+    assert set(good) == {"file", "prediction", "label", "probabilities", "unlike_training", "oddness"}
     assert good["file"] == str(rendered[0])
     assert len(good["probabilities"]) == 10 and abs(sum(good["probabilities"]) - 1) < 1e-5
     assert good["prediction"] == int(np.argmax(good["probabilities"]))

@@ -336,21 +336,16 @@ def test_overwrite_killed_or_interrupted_before_its_first_epoch_ends_leaves_the_
         assert (old_run / "model.npz").read_bytes() == before["model.npz"]
 
 
-def test_overwrite_whose_first_epoch_diverges_leaves_no_checkpoint_of_the_old_run(
+def test_overwrite_whose_first_epoch_diverges_leaves_the_old_run(
         old_run: Path, fake: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The new run stops in epoch 1 (NaN loss) and saves a model with no epoch: the folder must not keep the
-    old run's checkpoint beside it, or --resume would continue the old run over the new files."""
+    """The new run stops in epoch 1 (NaN loss): it saves nothing (exit 3), so the old run stays whole; it
+    must never end as the old run's checkpoint beside the new run's model and history."""
+    before = snapshot(old_run)
     status, _out, err = run_main(["train", "--data-dir", fake, "--epochs", 2, "--lr", 1e6, *NUMPY, "--out", "run",
                                   "--overwrite"], capsys)
-    assert status == 0, err
-    assert "epoch 1" in err
-    summary = RunDir(old_run).read_summary()
-    assert summary is not None and summary["options"]["learning_rate"] == 1e6 and summary["epochs"] == 0
-    if (old_run / "checkpoint.npz").exists():
-        saved = load_checkpoint(old_run / "checkpoint.npz")[2]
-        assert saved["training"] == summary["options"], (
-            "after --overwrite, checkpoint.npz is the old run's (learning rate "
-            f"{saved['training']['learning_rate']}) beside the new run's model.npz and history.json")
+    assert status == 3, err
+    assert "epoch 1" in err and "nothing was saved" in err
+    assert snapshot(old_run) == before
 
 
 # ---- one process at a time ---------------------------------------------------------------------

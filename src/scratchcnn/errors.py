@@ -20,6 +20,13 @@ class ConfigError(ScratchCNNError, ValueError):
     """An option has a value the network or the trainer cannot use."""
 
 
+class DivergedError(ScratchCNNError):
+    """Training diverged (the loss became NaN or infinite) before any epoch was good: nothing to keep.
+
+    Not bad input: the command line exits with its own status (3) for it.
+    """
+
+
 class WriteError(ScratchCNNError, OSError):
     """A file could not be written (full disk, no permission); the message names the file."""
 

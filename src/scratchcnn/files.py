@@ -24,7 +24,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would (0644 under umask 022)
+        os.fchmod(fd, file_mode())  # mkstemp makes 0600; give what open() would (0644 under umask 022)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -48,6 +48,11 @@ def _remove(tmp: str | None) -> None:
 def write_text_atomically(path: str | os.PathLike, text: str, what: str | None = None) -> Path:
     """write_atomically for a UTF-8 text file."""
     return write_atomically(path, lambda fh: fh.write(text.encode("utf-8")), what)
+
+
+def file_mode() -> int:
+    """The permissions open() gives a new file: 0o666 less the umask (0o644 under umask 022)."""
+    return 0o666 & ~_umask()
 
 
 def _umask() -> int:

@@ -9,7 +9,7 @@ from typing import Any
 
 from scratchcnn.cli.options import add_json_option, show_progress
 from scratchcnn.data import DOWNLOADABLE
-from scratchcnn.data.download import download_dataset
+from scratchcnn.data.download import DownloadError, FileResult, download_dataset
 from scratchcnn.options import RunOptions
 
 
@@ -36,12 +36,22 @@ def add_download_command(commands: Any) -> None:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    results = download_dataset(args.dataset, args.data_dir, mirrors=args.mirror,
-                               progress=show_progress(args))
-    files = [{"path": str(r.path), "sha256": r.sha256, "verified": r.verified, "source": r.source} for r in results]
+    try:
+        results = download_dataset(args.dataset, args.data_dir, mirrors=args.mirror,
+                                   progress=show_progress(args))
+    except DownloadError as error:
+        if args.json:  # scripts get their JSON object on failure too: the error and what is in place
+            print(json.dumps({"dataset": args.dataset, "files": _files(error.results), "error": str(error)}))
+        raise  # main prints the one line on stderr and exits 2
+    files = _files(results)
     if args.json:
         print(json.dumps({"dataset": args.dataset, "files": files}))
         return 0
     for f in files:
         print(f"{f['path']}  {'verified' if f['verified'] else 'NOT verified'}  from {f['source']}")
     return 0
+
+
+def _files(results: list[FileResult]) -> list[dict[str, Any]]:
+    """The JSON description of files in place: path, sha256, verified, source ("cache" or a URL)."""
+    return [{"path": str(r.path), "sha256": r.sha256, "verified": r.verified, "source": r.source} for r in results]

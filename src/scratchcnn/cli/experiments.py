@@ -138,7 +138,8 @@ def run_overtrain(args: argparse.Namespace) -> int:
         print(f"scratchcnn: warning: {result['stopped']}", file=sys.stderr)
     if args.json:
         keys = ("train_accuracy", "validation_accuracy", "first_epoch_train_100", "best_validation_accuracy",
-                "best_validation_epoch", "final_validation_accuracy", "stopped")
+                "best_validation_epoch", "final_validation_accuracy", "best_validation_loss",
+                "best_validation_loss_epoch", "stopped")
         print(json.dumps({key: result[key] for key in keys}))
         return 0
     if result["train_accuracy"]:
@@ -148,5 +149,7 @@ def run_overtrain(args: argparse.Namespace) -> int:
         print(f"validation accuracy on {args.validation_records} other records: best "
               f"{result['best_validation_accuracy']:.4f} (epoch {result['best_validation_epoch']}), final "
               f"{result['final_validation_accuracy']:.4f}")
+        print(f"validation loss: lowest {result['best_validation_loss']:.4f} (epoch "
+              f"{result['best_validation_loss_epoch']}), final {result['validation_loss'][-1]:.4f}")
     print(f"wrote {out / 'overtraining.json'}, overtraining.png")
     return 0

@@ -36,6 +36,15 @@ def run_explore(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"scratchcnn: note: {note}", file=sys.stderr)
     print(f"wrote {result.path}")
-    if args.open:
-        webbrowser.open(result.path.resolve().as_uri())
+    if args.open and not _open_in_browser(result.path):  # the page is written: a note, not an error
+        print(f"scratchcnn: note: no web browser found to open the page; open {result.path.resolve()} yourself",
+              file=sys.stderr)
     return 0
+
+
+def _open_in_browser(path: Path) -> bool:
+    """Whether a browser took the page: webbrowser.open says False (or raises) when none is found."""
+    try:
+        return webbrowser.open(path.resolve().as_uri())
+    except webbrowser.Error:
+        return False

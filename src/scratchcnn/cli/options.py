@@ -17,6 +17,7 @@ from scratchcnn.errors import ConfigError
 from scratchcnn.options import DATASETS, RunOptions
 
 EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3  # training diverged: the run kept its last good epoch, or saved nothing
 EXIT_INTERRUPTED = 130
 
 

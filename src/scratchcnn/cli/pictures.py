@@ -64,11 +64,12 @@ def add_report_command(commands: Any) -> None:
 def run_figures(args: argparse.Namespace) -> int:
     net = ConvNet.load(args.model)
     name = args.dataset or net.dataset or RunOptions.dataset
-    data = load_dataset(name, args.data_dir, download=args.download, progress=show_progress(args),
+    run = RunDir.of_model(args.model)
+    data = load_dataset(name, run.data_dir(args.data_dir), download=args.download, progress=show_progress(args),
                         image_shape=net.input_shape)
     if args.image_index >= len(data.test_images):
         raise ConfigError(f"--image-index {args.image_index}: the {name} test set has {len(data.test_images)} images")
-    summary = RunDir.of_model(args.model).read_summary()
+    summary = run.read_summary()
     history = summary["history"] if summary is not None else None
     y_true = data.test_labels.astype(np.int64)
     matrix = confusion_matrix(y_true, net.predict(data.test_images), net.classes)

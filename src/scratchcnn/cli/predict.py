@@ -12,11 +12,12 @@ import numpy as np
 
 from scratchcnn.cli.options import EXIT_BAD_INPUT
 from scratchcnn.data import CLASS_NAMES
-from scratchcnn.data.images import ImageError, load_image, preprocess, require_pillow, save_png
+from scratchcnn.data.images import MNIST_SHAPE, ImageError, oddness, read_digit, require_pillow, save_png, typical_mnist
 from scratchcnn.errors import ScratchCNNError
 from scratchcnn.nn.model import ConvNet
 
 TOP = 3  # probabilities printed per file
+UNLIKE = "(unlike the training images)"  # printed beside the guess for a picture that looks like no MNIST digit
 
 DESCRIPTION = """\
 Predict the digit in each picture: PNG, JPEG, BMP (anything Pillow reads), any size, drawn or
@@ -25,6 +26,11 @@ to look like MNIST: grayscale, inverted when the paper is light, cropped to the 
 its longer side is 20 px (20/28 of the model's input size), and pasted into 28x28 with the ink's
 centre of mass at the centre. One digit per picture, on plain, evenly lit paper, works best.
 
+The network always answers with one of its classes, however unlike a digit the picture is (a
+letter, a shirt, a cat): with a model trained on MNIST, a prepared picture whose ink looks like
+that of none of MNIST's training digits (farther from them than 99.9% of those digits are) is
+marked "(unlike the training images)" beside the guess; take that guess with a grain of salt.
+
 Prints, per file, the predicted class and the three most probable classes. A file that cannot be
 used (not an image, empty, no ink) gets one line on stderr; the others are still predicted, and
 the exit status is 2 if any file failed, else 0.
@@ -32,7 +38,8 @@ the exit status is 2 if any file failed, else 0.
 --json: the last line of stdout is one JSON list with an entry per file, in the order given:
 {"file", "prediction" (class index), "label" (class name), "probabilities" (one per class)};
 a file that failed is listed as {"file", "error"} instead. With --show-preprocessed each entry
-also names its "preprocessed" picture.
+also names its "preprocessed" picture. A file marked unlike the training images also has
+"unlike_training": true and "oddness" (its distance from them; the mark is above the threshold).
 
 examples:
   scratchcnn predict runs/demo/model.npz my-seven.png photo.jpg
@@ -68,7 +75,7 @@ def run_predict(args: argparse.Namespace) -> int:
     stems: set[str] = set()
     for path in args.images:
         try:
-            image = preprocess(load_image(path), net.input_shape)
+            image = read_digit(path, net.input_shape)
         except ScratchCNNError as error:  # this file only: say why in one line and go on with the others
             reason = error.reason if isinstance(error, ImageError) else str(error)
             print(f"scratchcnn: error: {path}: {reason}", file=sys.stderr)
@@ -88,6 +95,7 @@ def run_predict(args: argparse.Namespace) -> int:
         for result, P in zip(good, probabilities, strict=True):
             k = int(P.argmax())
             result.update(prediction=k, label=names[k], probabilities=[float(p) for p in P])
+        _mark_unlike(net, results, seen)
     if args.json:
         print(json.dumps([_json_entry(result) for result in results]))
     else:
@@ -105,19 +113,33 @@ def _class_names(net: ConvNet, classes: int) -> list[str]:
     return list(names)
 
 
+def _mark_unlike(net: ConvNet, results: list[dict[str, Any]], seen: list[np.ndarray]) -> None:
+    """Mark the good results whose prepared image (28, 28) is unlike MNIST's training digits (see oddness).
+
+    Only for a model trained on MNIST at its size: the reference describes MNIST's digits, nothing else.
+    """
+    if net.dataset != "mnist" or tuple(net.input_shape) != MNIST_SHAPE:
+        return
+    threshold = typical_mnist()["threshold"]
+    good = (result for result in results if "error" not in result)
+    for result, distance in zip(good, np.atleast_1d(oddness(np.stack(seen))), strict=True):
+        result.update(unlike_training=bool(distance > threshold), oddness=round(float(distance), 2))
+
+
 def _describe(result: dict[str, Any], names: list[str]) -> str:
     """One line: FILE: LABEL   (LABEL 97.1%, LABEL 1.6%, LABEL 0.4%)   (saw DIR/STEM.png)."""
     P = np.array(result["probabilities"])
     top = np.argsort(-P, kind="stable")[:TOP]
     ranked = ", ".join(f"{names[k]} {100 * P[k]:.1f}%" for k in top)
-    line = f"{result['file']}: {result['label']}   ({ranked})"
+    unlike = f" {UNLIKE}" if result.get("unlike_training") else ""
+    line = f"{result['file']}: {result['label']}{unlike}   ({ranked})"
     if "preprocessed" in result:
         line += f"   (saw {result['preprocessed']})"
     return line
 
 
 def _json_entry(result: dict[str, Any]) -> dict[str, Any]:
-    order = ("file", "prediction", "label", "probabilities", "preprocessed", "error")
+    order = ("file", "prediction", "label", "probabilities", "unlike_training", "oddness", "preprocessed", "error")
     return {key: result[key] for key in order if key in result}
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from scratchcnn.cli.options import (
+    EXIT_DIVERGED,
     EXIT_INTERRUPTED,
     add_data_options,
     add_json_option,
@@ -96,13 +97,14 @@ def run_train(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     if summary["stopped"]:
         print(f"scratchcnn: warning: {summary['stopped']}", file=sys.stderr)
+    status = EXIT_DIVERGED if summary["stopped"] else 0
     if args.json:
         print(json.dumps(summary))
     else:
         data_name = summary["options"]["dataset"]
         print(f"test accuracy {summary['test_accuracy']:.4f} on the {data_name} test set")
         print(f"wrote {RunDir(out).model}, history.json, history.csv and the accuracy and confusion figures")
-    return 0
+    return status
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
@@ -124,14 +126,14 @@ def write_training_figures(run: RunDir, summary: dict[str, Any]) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     net = ConvNet.load(args.model)
     name = args.dataset or net.dataset or RunOptions.dataset
-    data = load_dataset(name, args.data_dir, download=args.download, progress=show_progress(args),
-                        image_shape=net.input_shape)
+    data = load_dataset(name, RunDir.of_model(args.model).data_dir(args.data_dir), download=args.download,
+                        progress=show_progress(args), image_shape=net.input_shape)
     y_true = data.test_labels.astype(np.int64)
     y_pred = net.predict(data.test_images)
     matrix = confusion_matrix(y_true, y_pred, net.classes)
     per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
     result = {
-        "model": str(args.model), "dataset": name, "test_images": len(y_true),
+        "model": str(args.model), "dataset": name, "data": str(data.directory), "test_images": len(y_true),
         "test_accuracy": float((y_true == y_pred).mean()),
         "per_class_accuracy": [float(a) for a in per_class],
         "confusion_matrix": matrix.tolist(),
@@ -139,7 +141,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"test accuracy {result['test_accuracy']:.4f} on {len(y_true)} {name} test images")
+    print(f"test accuracy {result['test_accuracy']:.4f} on {len(y_true)} {name} test images ({data.directory})")
     print("per-class accuracy: " + "  ".join(f"{c}:{a:.3f}" for c, a in enumerate(per_class)))
     print("confusion matrix (rows: true class, columns: predicted):")
     print("      " + "".join(f"{c:>6}" for c in range(net.classes)))

@@ -1,7 +1,8 @@
 """Data: the IDX file format, datasets on disk, verified downloads, and the user's own images.
 
-    from scratchcnn.data import load_dataset
+    from scratchcnn.data import load_dataset, read_digit
     data = load_dataset("mnist")          # data.train_images: (N, 28, 28) uint8, data.train_labels: (N,)
+    image = read_digit("my-seven.png")    # your own picture as the network sees it: (28, 28) uint8
 """
 
 from scratchcnn.data.datasets import (
@@ -15,7 +16,7 @@ from scratchcnn.data.datasets import (
     search_dirs,
 )
 from scratchcnn.data.idx import read_idx, write_idx
-from scratchcnn.data.images import load_image, preprocess
+from scratchcnn.data.images import load_image, preprocess, read_digit
 
 __all__ = ["CLASS_NAMES", "DATASETS", "DOWNLOADABLE", "FILES", "Dataset", "find_files", "load_dataset", "load_image",
-           "preprocess", "read_idx", "search_dirs", "write_idx"]
+           "preprocess", "read_digit", "read_idx", "search_dirs", "write_idx"]

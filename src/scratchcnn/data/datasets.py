@@ -49,11 +49,20 @@ class Dataset:
 
 
 def search_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The data directories looked in, in order: data_dir, $SCRATCHCNN_DATA, the cache, the system's."""
-    dirs = [Path(data_dir).expanduser()] if data_dir else []
-    if os.environ.get("SCRATCHCNN_DATA"):
-        dirs.append(Path(os.environ["SCRATCHCNN_DATA"]).expanduser())
+    """The data directories looked in: data_dir alone when given (the user's choice is never replaced by
+    another copy), else $SCRATCHCNN_DATA, the cache and the system's, in that order."""
+    if data_dir:
+        return [Path(data_dir).expanduser()]
+    dirs = [Path(os.environ["SCRATCHCNN_DATA"]).expanduser()] if os.environ.get("SCRATCHCNN_DATA") else []
     return [*dirs, CACHE_DIR.expanduser(), SYSTEM_DIR]
+
+
+def dataset_dirs(base: Path, name: str) -> list[Path]:
+    """Where a data directory may hold dataset name: base/name, or base itself when it is that folder
+    (``--data-dir data/mnist`` for ``data/mnist/<the four files>``)."""
+    if base.name.lower() == name and not (base / name).is_dir():
+        return [base / name, base]
+    return [base / name]
 
 
 def find_files(directory: Path) -> dict[str, Path]:
@@ -88,23 +97,37 @@ def _load(name: str, data_dir: str | os.PathLike | None, download: bool, progres
         return load_digits()
     looked = []
     for base in search_dirs(data_dir):
-        directory = base / name
-        found = find_files(directory)
-        if len(found) == len(FILES):
-            return _read_dataset(name, directory, found)
-        missing = [FILES[role] for role in FILES if role not in found]
-        looked.append(f"{directory}" + (f" (missing {', '.join(missing)})" if found else ""))
-    needed = (f"dataset {name} not found: need {', '.join(f'{stem}.gz' for stem in FILES.values())} "
-              f"(or uncompressed) in one of: {'; '.join(looked)}")
-    hint = f"pass --data-dir DIR (DIR/{name}/...) or set SCRATCHCNN_DATA"
+        for directory in dataset_dirs(base, name):
+            found = find_files(directory)
+            if len(found) == len(FILES):
+                return _read_dataset(name, directory, found)
+            missing = [FILES[role] for role in FILES if role not in found]
+            if found or directory == base / name:  # base itself only when it holds some of the files
+                looked.append(f"{directory}" + (f" (missing {', '.join(missing)})" if found else ""))
     if not download or os.environ.get(OFFLINE_ENV):
-        raise DataError(f"{needed}. To use local files, {hint}; or allow downloading")
+        needed = ", ".join(f"{stem}.gz" for stem in FILES.values())
+        remedy = _remedy(name, data_dir, there=len(looked) == 1)
+        raise DataError(f"dataset {name} not found in {' or '.join(looked)} (need {needed}, or unzipped); {remedy}")
     try:
         results = downloads.download_dataset(name, data_dir or CACHE_DIR, progress=progress)
     except downloads.DownloadError as error:
-        raise DataError(f"{needed}; downloading failed: {error}. To use local files, {hint}") from None
+        remedy = _remedy(name, data_dir)
+        raise DataError(f"dataset {name} not found, and downloading failed: {error.problem}; {remedy}") from None
     directory = results[0].path.parent
     return _read_dataset(name, directory, find_files(directory))
+
+
+def _remedy(name: str, data_dir: str | os.PathLike | None, there: bool = False) -> str:
+    """The one thing to do when a dataset is nowhere: put its files where asked ("there": in the one
+    folder the message has just named), or point at them."""
+    offline = "or use --dataset digits (works offline, needs scikit-learn)"
+    if data_dir and there:
+        return f"put them there, {offline}"
+    if data_dir:
+        dirs = dataset_dirs(Path(data_dir).expanduser(), name)
+        folder = dirs[-1] if find_files(dirs[-1]) else dirs[0]  # the dataset folder itself if it has begun
+        return f"put the four files in {folder}/, {offline}"
+    return f"pass --data-dir DIR (files in DIR/{name}/) or set SCRATCHCNN_DATA=DIR, {offline}"
 
 
 def load_digits() -> Dataset:

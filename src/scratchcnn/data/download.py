@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 from scratchcnn.errors import DataError
+from scratchcnn.files import file_mode
 
 DEFAULT_DIR = Path("~/.cache/scratchcnn")
 MIRROR_ENV = "SCRATCHCNN_MIRROR"
@@ -28,7 +29,16 @@ CHUNK = 64 * 1024
 
 
 class DownloadError(DataError):
-    """A dataset file could not be fetched, or what was fetched does not match its checksums."""
+    """A dataset file could not be fetched, or what was fetched does not match its checksums.
+
+    ``problem`` is what failed, without the advice after it (load_dataset gives its own); ``results``
+    the files that were in place when it failed.
+    """
+
+    def __init__(self, problem: str, remedy: str = "") -> None:
+        super().__init__(f"{problem}; {remedy}" if remedy else problem)
+        self.problem = problem
+        self.results: list[FileResult] = []
 
 
 @dataclass(frozen=True)
@@ -155,7 +165,8 @@ def _fetch(url: str, entry: FileEntry, dest: Path, timeout: float, progress: boo
         raise _AttemptError(f"{error}", answered=True) from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
         # Nothing answered (refused, unresolvable, timed out before any reply): worth one more try.
-        reason = getattr(error, "reason", None) or error or type(error).__name__
+        reason = getattr(error, "reason", None) or error
+        reason = getattr(reason, "strerror", None) or reason or type(error).__name__  # no "[Errno -2]"
         raise _AttemptError(f"{reason}", answered=False, retry=True) from None
     with response:
         declared = response.headers.get("Content-Length", "")
@@ -164,6 +175,7 @@ def _fetch(url: str, entry: FileEntry, dest: Path, timeout: float, progress: boo
         fd, tmp = tempfile.mkstemp(prefix=f".{entry.name}.", suffix=".part", dir=dest.parent)
         bar = None
         try:
+            os.fchmod(fd, file_mode())  # mkstemp makes 0600: others sharing a lab's cache could not read it
             with os.fdopen(fd, "wb") as fh:
                 if progress:
                     bar = _progress_bar(entry.size or declared, entry.name)
@@ -203,8 +215,11 @@ def _count_word(n: int) -> str:
 
 
 def _download_file(entry: FileEntry, directory: Path, mirrors: Sequence[str], *, progress: bool,
-                   timeout: float, retries: int) -> tuple[FileResult | None, list[str], bool]:
-    """Fetch one file, trying mirrors in order. Returns (result or None, reasons, whether anything answered)."""
+                   timeout: float, retries: int) -> tuple[FileResult | None, list[tuple[str, str]], bool]:
+    """Fetch one file, trying mirrors in order.
+
+    Returns (result or None, (mirror, why it failed) for each mirror that failed, whether anything answered).
+    """
     dest, reasons, answered = directory / entry.name, [], False
     verified = entry.md5 is not None or entry.sha256 is not None
     for base in mirrors:
@@ -218,8 +233,54 @@ def _download_file(entry: FileEntry, directory: Path, mirrors: Sequence[str], *,
                 reason = failure.reason
                 if not failure.retry:
                     break
-        reasons.append(f"{url}: {reason}")
+        reasons.append((base, reason))
     return None, reasons, answered
+
+
+def _mirrors_failed(reasons: Sequence[tuple[str, str]], name: str) -> str:
+    """Each mirror tried and why it failed, mirrors failing alike grouped: "URL, URL: why; URL: why".
+
+    The built-in mirrors, when all fail alike, are "the built-in mirrors": the user's are always named.
+    """
+    builtin = set(MIRRORS.get(name, ()))
+    groups: dict[str, list[str]] = {}
+    for base, reason in reasons:
+        groups.setdefault(reason, []).append(base)
+    parts = []
+    for reason, bases in groups.items():
+        named = [base for base in bases if base not in builtin]
+        if len(builtin) > 1 and builtin <= set(bases):
+            named.append("the built-in mirrors")
+        else:
+            named += [base for base in bases if base in builtin]
+        parts.append(f"{', '.join(named)}: {reason}")
+    return "; ".join(parts)
+
+
+def _dataset_folder(base: Path, name: str, entries: Sequence[FileEntry]) -> Path:
+    """base/name, or base itself when it is the dataset's folder already (named so, holding its files)."""
+    if (base.name.lower() == name and not (base / name).is_dir()
+            and any((base / entry.name).is_file() for entry in entries)):
+        return base
+    return base / name
+
+
+def _created_by_mkdir(directory: Path) -> list[Path]:
+    """The folders directory.mkdir(parents=True) would create, deepest first."""
+    missing = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    return missing
+
+
+def _remove_if_empty(folders: Sequence[Path]) -> None:
+    """Remove the folders a failed download created and left empty, deepest first (stop at one in use)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def download_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
@@ -234,14 +295,36 @@ def download_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
     """
     table = TABLE if table is None else table
     if name == "all":
-        return [result for each in table for result in download_dataset(
-            each, data_dir, mirrors=mirrors, progress=progress, timeout=timeout, retries=retries, table=table)]
+        done: list[FileResult] = []
+        for each in table:
+            try:
+                done += download_dataset(each, data_dir, mirrors=mirrors, progress=progress, timeout=timeout,
+                                         retries=retries, table=table)
+            except DownloadError as error:
+                error.results = done + error.results  # what is in place: the earlier datasets' files too
+                raise
+        return done
     if name not in table:
         raise DownloadError(f"unknown dataset {name!r}; choose one of {', '.join([*table, 'all'])}")
     entries = table[name]
-    directory = Path(data_dir or DEFAULT_DIR).expanduser() / name
+    directory = _dataset_folder(Path(data_dir or DEFAULT_DIR).expanduser(), name, entries)
     urls = mirror_list(name, mirrors)
-    results, failures = [], []
+    results: list[FileResult] = []
+    created = _created_by_mkdir(directory)
+    try:
+        _fill(name, directory, entries, urls, results, progress=progress, timeout=timeout, retries=retries)
+    except BaseException as error:
+        _remove_if_empty(created)  # a failed download leaves no empty <name>/ folder behind
+        if isinstance(error, DownloadError):
+            error.results = results
+        raise
+    return results
+
+
+def _fill(name: str, directory: Path, entries: Sequence[FileEntry], urls: Sequence[str],
+          results: list[FileResult], *, progress: bool, timeout: float, retries: int) -> None:
+    """download_dataset's work: append each file put in place to results; raise DownloadError if any is not."""
+    failures = []
     try:
         directory.mkdir(parents=True, exist_ok=True)
         for entry in entries:
@@ -253,23 +336,21 @@ def download_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
                                               "cache"))
                     continue
             if not urls:
-                raise DownloadError(f"{entry.name}: no mirror to download from; set {MIRROR_ENV} or put the "
-                                    f"files in {directory}")
+                raise DownloadError(f"{entry.name}: no mirror to download from",
+                                    f"set {MIRROR_ENV} or put the files in {directory}/")
             result, reasons, answered = _download_file(entry, directory, urls, progress=progress,
                                                        timeout=timeout, retries=retries)
             if result is not None:
                 results.append(result)
             elif not answered:  # nothing answered: the other files would only time out the same way
-                raise DownloadError(
-                    f"no network: put the {_count_word(len(entries))} files in {directory} or pass --data-dir "
-                    f"(last error: {reasons[-1]})")
+                raise DownloadError(f"no network ({_mirrors_failed(reasons, name)})",
+                                    f"put the {_count_word(len(entries))} files in {directory}/ yourself")
             else:
-                failures.append(f"{entry.name}: " + " | ".join(reasons))
+                failures.append(f"{entry.name}: " + " | ".join(f"{base}{entry.name}: {why}" for base, why in reasons))
     except OSError as error:  # local trouble: permissions, a full disk
         raise DownloadError(f"cannot write into {directory}: {error.strerror or error}") from None
     if failures:
         raise DownloadError(f"download of {name} into {directory} failed: " + "; ".join(failures))
-    return results
 
 
 def download_all(data_dir: str | os.PathLike | None = None, **options) -> list[FileResult]:

@@ -20,7 +20,10 @@ resize or write pictures, so the package imports without it.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -312,6 +315,65 @@ def preprocess(image: PILImage.Image | np.ndarray, shape: tuple[int, int] = MNIS
         raise ImageError("no ink left after scaling the image down")
     canvas = paste_centred(scaled * (255 / peak), (H, W))
     return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+
+
+def read_digit(path: str | os.PathLike, shape: tuple[int, int] = MNIST_SHAPE) -> np.ndarray:
+    """A picture file → exactly what the network sees: (H, W) = ``shape`` uint8, white ink on black.
+
+    load_image then preprocess, as ``scratchcnn predict`` does: ``net.predict(read_digit(path)[None])``.
+    Raises ImageError, naming the file, when it cannot be read or has no ink.
+    """
+    return preprocess(load_image(path), shape)
+
+
+# ---- how typical --------------------------------------------------------------------------------
+
+TYPICAL_MNIST = "mnist_typical.json"  # beside this module; written by benchmarks/typical_digits.py
+INKED = 0.1  # a pixel is inked above this fraction of full white, and solid (not grey) above SOLID
+SOLID = 0.9
+TINY = 1e-3  # keeps the logs and the logit finite (a single dot, an image with no grey at all)
+
+
+def ink_statistics(images: np.ndarray) -> np.ndarray:
+    """Five numbers per prepared image, (..., H, W) uint8 → float64 (..., 5):
+
+    log mean ink (0..1); log share of pixels inked; log spread (RMS distance of the ink from its
+    centre of mass, px); log edge (summed |difference| between neighbouring pixels per unit of ink,
+    about 2 / stroke width); logit of the share of inked pixels that are grey rather than solid.
+    MNIST's pen strokes are a few pixels wide around a solid core; clothes are filled areas (little
+    edge), while small print scaled up and photos are mostly grey.
+    """
+    X = np.asarray(images, dtype=np.float64) / 255
+    rows, cols = np.indices(X.shape[-2:])
+    mass = np.maximum(X.sum(axis=(-2, -1)), TINY)
+    inked = np.maximum((X > INKED).sum(axis=(-2, -1)), 1)
+    cy, cx = ((X * grid).sum(axis=(-2, -1)) / mass for grid in (rows, cols))
+    square = (rows - cy[..., None, None]) ** 2 + (cols - cx[..., None, None]) ** 2
+    spread = np.sqrt((X * square).sum(axis=(-2, -1)) / mass)
+    edge = sum(np.abs(np.diff(X, axis=axis)).sum(axis=(-2, -1)) for axis in (-2, -1)) / mass
+    grey = np.clip(((X > INKED) & (X < SOLID)).sum(axis=(-2, -1)) / inked, TINY, 1 - TINY)
+    pixels = X.shape[-2] * X.shape[-1]
+    logs = np.log(np.maximum(np.stack([mass / pixels, inked / pixels, spread, edge], axis=-1), TINY))
+    return np.concatenate([logs, np.log(grey / (1 - grey))[..., None]], axis=-1)
+
+
+@functools.cache
+def typical_mnist() -> dict[str, Any]:
+    """What MNIST's training digits look like to ink_statistics: {"mean", "inverse_covariance", "threshold", ...}."""
+    return json.loads(resources.files("scratchcnn.data").joinpath(TYPICAL_MNIST).read_text(encoding="utf-8"))
+
+
+def oddness(images: np.ndarray) -> np.ndarray | float:
+    """How unlike MNIST's training digits prepared 28×28 images are: (..., 28, 28) uint8 → (...) float.
+
+    The Mahalanobis distance of their ink_statistics from those of MNIST's training images (10 000 of them,
+    as they are and drawn 3× larger; see benchmarks/typical_digits.py).
+    Above typical_mnist()["threshold"] (its 99.9th percentile on those images) counts as unlike them.
+    """
+    reference = typical_mnist()
+    z = ink_statistics(images) - np.array(reference["mean"])
+    distance = np.sqrt(np.einsum("...i,ij,...j->...", z, np.array(reference["inverse_covariance"]), z))
+    return float(distance) if distance.ndim == 0 else distance
 
 
 # ---- writing ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from scratchcnn.errors import ConfigError
 from scratchcnn.nn.model import ConvNet
 from scratchcnn.options import TRAINING
-from scratchcnn.train.sgd import fit, split_sizes
+from scratchcnn.train.sgd import EpochRecord, fit, split_sizes
 
 # Log-spaced, a factor of √10 apart: from too small to learn in a few epochs to large enough to diverge.
 LEARNING_RATES = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
@@ -121,8 +121,10 @@ def overtrain(
     """Train on a fixed sample of ``train_records`` records, one record per step, for many epochs.
 
     images: (N, H, W) uint8, labels: (N,). The validation sample is ``validation_records`` other
-    records. Returns both accuracies after every epoch: training soon reaches 100 % while
-    validation stalls far below — the network memorises its few records instead of generalising.
+    records. Returns both accuracies and losses after every epoch: training soon reaches 100 % while
+    validation stalls far below — the network memorises its few records instead of generalising —
+    and the validation loss, after its minimum (``best_validation_loss`` at
+    ``best_validation_loss_epoch``), rises. ``progress``: a bar in epochs on stderr.
     """
     if train_records < 1 or validation_records < 1:
         raise ConfigError("overtraining needs at least one training and one validation record")
@@ -130,19 +132,32 @@ def overtrain(
         raise ConfigError(f"{train_records} + {validation_records} records asked for, the data has {len(images)}")
     picked = np.random.default_rng(seed).choice(len(images), train_records + validation_records, replace=False)
     net = ConvNet(input_shape=images.shape[1:], seed=seed)
-    history = fit(net, images[picked], labels[picked], learning_rate=learning_rate, epochs=epochs, batch_size=1,
-                  validation_size=validation_records, seed=seed, progress=progress)
+    # One bar in epochs (fit's own counts records: 100 000 of them by default, too fine to read).
+    with tqdm(total=epochs, unit="epoch", disable=not progress, leave=False, dynamic_ncols=True) as bar:
+        history = fit(net, images[picked], labels[picked], learning_rate=learning_rate, epochs=epochs, batch_size=1,
+                      validation_size=validation_records, seed=seed, on_epoch=lambda e: _show_epoch(bar, e))
     train = [e.train_accuracy for e in history.epochs]
     validation = [e.validation_accuracy for e in history.epochs]
+    losses = [e.validation_loss for e in history.epochs]
     best = int(np.argmax(validation)) if validation else None
+    lowest = int(np.argmin(losses)) if losses else None  # where overtraining starts: the loss rises after it
     return {
         "train_records": train_records, "validation_records": validation_records, "epochs": epochs,
         "learning_rate": learning_rate, "seed": seed, "stopped": history.stopped,
         "train_accuracy": train, "validation_accuracy": validation,
         "train_loss": [e.train_loss for e in history.epochs],
-        "validation_loss": [e.validation_loss for e in history.epochs],
+        "validation_loss": losses,
         "first_epoch_train_100": next((i + 1 for i, a in enumerate(train) if a == 1.0), None),
         "best_validation_accuracy": None if best is None else validation[best],
         "best_validation_epoch": None if best is None else best + 1,
+        "best_validation_loss": None if lowest is None else losses[lowest],
+        "best_validation_loss_epoch": None if lowest is None else lowest + 1,
         "final_validation_accuracy": validation[-1] if validation else None,
     }
+
+
+def _show_epoch(bar: tqdm, record: EpochRecord) -> None:
+    """One more epoch on the bar, with that epoch's accuracies and validation loss beside it."""
+    bar.update()
+    bar.set_postfix(train=f"{record.train_accuracy:.3f}", val=f"{record.validation_accuracy:.3f}",
+                    val_loss=f"{record.validation_loss:.3f}")

@@ -149,6 +149,22 @@ class RunDir:
             raise RunDirError(f"{self.summary}: not a history.json written by scratchcnn train ({problem})")
         return summary
 
+    def data_dir(self, given: str | os.PathLike | None = None) -> Path | None:
+        """Where to look for the run's dataset: ``given`` (a --data-dir) if any, else the data directory the
+        run was trained from (history.json records it) while it still exists, else None (the usual search).
+
+        So every command on a run or its model finds the data train used, with no flag or variable again.
+        """
+        if given is not None:
+            return Path(given)
+        try:
+            summary = self.read_summary()
+        except RunDirError:
+            return None
+        recorded = (summary or {}).get("data", {})
+        directory = Path(recorded["directory"]) if isinstance(recorded, dict) and "directory" in recorded else None
+        return directory.parent if directory is not None and directory.is_dir() else None
+
     def read_json(self, name: str) -> dict[str, Any] | None:
         """The JSON object in the folder's file ``name``; None if there is none; RunDirError if unreadable."""
         path = self.path / name

@@ -17,7 +17,7 @@ import numpy as np
 
 from scratchcnn import options as run_options
 from scratchcnn.data import load_dataset
-from scratchcnn.errors import ConfigError, ModelFileError
+from scratchcnn.errors import ConfigError, DivergedError, ModelFileError
 from scratchcnn.nn.metrics import confusion_matrix, evaluate
 from scratchcnn.nn.model import ConvNet
 from scratchcnn.options import RunOptions
@@ -109,13 +109,15 @@ def _train_locked(run: RunDir, given: dict[str, Any], *, data_dir: str | os.Path
         net, data.train_images, data.train_labels, **asdict(options.training),
         progress=progress, on_epoch=lambda record: say(epoch_line(record)), resume=state, save_state=save_state,
     )
+    if history.stopped and not history.epochs:  # not one good epoch: no model worth saving (an --overwrite
+        # run has not touched the old run: its files go only with the first checkpoint)
+        raise DivergedError(f"training diverged in epoch 1: the loss became NaN or infinite at learning rate "
+                            f"{options.learning_rate:g}; nothing was saved. Try a smaller --learning-rate.")
     X_test, y_test = net.check_images(data.test_images), data.test_labels.astype(np.int64)
     test_accuracy, test_loss = evaluate(net, X_test, y_test)
     summary = run_summary(options, history, test_accuracy, test_loss, run.model)
     summary["confusion_matrix"] = confusion_matrix(y_test, net.scores(X_test).argmax(axis=1), net.classes).tolist()
     summary["data"] = {"dataset": data.name, "directory": str(data.directory)}
-    if replacing:  # --overwrite and not one epoch saved (it diverged at once): the old checkpoint goes too
-        run.remove_outputs(keep_checkpoint=False)
     net.save(run.model)
     run.write_summary(summary, history.to_csv())
     return summary
@@ -132,6 +134,7 @@ def run_summary(options: RunOptions, history: History, test_accuracy: float, tes
         "epochs": len(history.epochs),
         "seconds_per_epoch": float(np.mean([e.seconds for e in history.epochs])) if history.epochs else None,
         "stopped": history.stopped,
+        "diverged_in_epoch": len(history.epochs) + 1 if history.stopped else None,  # the last good one was kept
         "engine": history.engine,
         "compile_seconds": history.compile_seconds,
         "model": str(model_path),

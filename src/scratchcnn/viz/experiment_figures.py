@@ -61,14 +61,23 @@ def _tuning_finals(ax: Any, rates: np.ndarray, final: np.ndarray, diverged: np.n
 
 
 def plot_overtraining(result: dict[str, Any]) -> Figure:
-    """Training on few records: accuracy on them (upper) and on held-out validation data (lower)."""
+    """Training on few records: accuracy (left) and, when the result has them, loss (right), on those
+    records (upper) and on held-out validation data (lower).
+
+    result: train_accuracy, validation_accuracy and optionally train_loss, validation_loss, one per epoch.
+    The validation loss shows overtraining more plainly than the accuracy: it rises after its minimum.
+    """
     train, val = series(result["train_accuracy"]), series(result["validation_accuracy"])
+    losses = [series(result.get(key) or []) for key in ("train_loss", "validation_loss")]
+    with_loss = all(np.isfinite(loss).any() for loss in losses)
     n_train, n_val = result.get("train_records", "?"), result.get("validation_records", "?")
-    fig = new_figure(7.2, 6.4)
-    upper, lower = fig.subplots(2, 1, sharex=True)
-    long = max(len(train), len(val)) > 100  # many epochs: a log axis keeps the first ones visible
-    for ax, values, colour in ((upper, train, "C0"), (lower, val, "C1")):
-        ax.plot(np.arange(1, len(values) + 1), values, "-" if long else ".-", color=colour)
+    fig = new_figure(13.0 if with_loss else 7.2, 6.4)
+    axes = fig.subplots(2, 2 if with_loss else 1, sharex=True, squeeze=False)
+    upper, lower = axes[:, 0]
+    long = max(len(train), len(val), *(len(loss) for loss in losses)) > 100  # a log axis keeps early epochs visible
+    style = "-" if long else ".-"
+    upper.plot(np.arange(1, len(train) + 1), train, style, color="C0", label="training accuracy")
+    lower.plot(np.arange(1, len(val) + 1), val, style, color="C1", label="validation accuracy")
     perfect = np.flatnonzero(train >= 1.0)
     if len(perfect):
         upper.axvline(perfect[0] + 1, color="0.5", linestyle=":")
@@ -76,16 +85,20 @@ def plot_overtraining(result: dict[str, Any]) -> Figure:
                        textcoords="offset points", fontsize=9)
     if np.isfinite(val).any():
         b = int(np.nanargmax(val))
-        lower.plot(b + 1, val[b], "*", color="gold", markeredgecolor="black", markersize=15,
-                   label=f"best: {val[b]:.1%} at epoch {b + 1}")
+        star = lower.plot(b + 1, val[b], "*", color="gold", markeredgecolor="black", markersize=15,
+                          label=f"best: {val[b]:.1%} at epoch {b + 1}")
         lower.axvline(b + 1, color="0.5", linestyle=":")
-        lower.legend(loc="lower right")
+        lower.legend(handles=star, loc="lower right")
     upper.set(ylabel="accuracy", title=f"Accuracy on the {n_train} training records")
-    lower.set(ylabel="accuracy", title=f"Accuracy on the {n_val} validation records",
-              xlabel=f"epoch ({n_train} records each{', log scale' if long else ''})")
+    lower.set(ylabel="accuracy", title=f"Accuracy on the {n_val} validation records")
     for ax in (upper, lower):
         ax.set_ylim(0, 1.05)
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
+    if with_loss:
+        _overtraining_losses(axes[0, 1], axes[1, 1], *losses, style, n_train, n_val)
+    for ax in axes[1]:
+        ax.set_xlabel(f"epoch ({n_train} records each{', log scale' if long else ''})")
+    for ax in axes.flat:
         if long:
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))  # 1, 10, 100 rather than 10⁰, 10¹, 10²
@@ -94,3 +107,21 @@ def plot_overtraining(result: dict[str, Any]) -> Figure:
         ax.grid(alpha=0.3, which="major")
     fig.suptitle(f"Overtraining: many epochs on only {n_train} training records")
     return fig
+
+
+def _overtraining_losses(upper: Any, lower: Any, train: np.ndarray, val: np.ndarray, style: str,
+                         n_train: Any, n_val: Any) -> None:
+    """Mean cross-entropy per epoch: training (log scale: it falls by orders of magnitude towards 0)
+    and validation, with its minimum marked — after it the network is overtraining."""
+    upper.plot(np.arange(1, len(train) + 1), train, style, color="C0", label="training loss")
+    if np.all(train[np.isfinite(train)] > 0):
+        upper.set_yscale("log")
+    lower.plot(np.arange(1, len(val) + 1), val, style, color="C1", label="validation loss")
+    b = int(np.nanargmin(val))
+    lowest = lower.plot(b + 1, val[b], "v", color="gold", markeredgecolor="black", markersize=12,
+                        label=f"lowest: {val[b]:.3f} at epoch {b + 1}")
+    lower.axvline(b + 1, color="0.5", linestyle=":")
+    lower.legend(handles=lowest, loc="best")
+    upper.set(ylabel="loss (cross-entropy, log scale)" if upper.get_yscale() == "log" else "loss (cross-entropy)",
+              title=f"Loss on the {n_train} training records")
+    lower.set(ylabel="loss (cross-entropy)", title=f"Loss on the {n_val} validation records")

@@ -53,7 +53,8 @@ def write_explorer(model: str | os.PathLike, out: str | os.PathLike | None = Non
     images = labels = None
     test_accuracy = None
     try:
-        data = load_dataset(dataset, data_dir, download=False, image_shape=net.input_shape)
+        data = load_dataset(dataset, RunDir.of_model(model).data_dir(data_dir), download=False,
+                            image_shape=net.input_shape)
     except (ScratchCNNError, ImportError) as error:
         reason = first_line(error).replace("; or allow downloading", "")  # explore never downloads
         notes.append(f"no test images embedded, the page has no picker: {reason}")

@@ -2,9 +2,10 @@
 
 Every function builds a ``matplotlib.figure.Figure`` directly (no pyplot, so no global state and
 no display needed) and returns it; ``save_figure`` writes one as PNG or SVG, atomically.
-Filters and weights use a diverging colour map centred on 0 (red positive, blue negative) with a
-range shared by all panels, so the colours of two panels can be compared; the convolved and pooled
-images each get their own scale (still white at 0), so a weak filter's response stays visible.
+Filters use a diverging colour map centred on 0 (red positive, blue negative) with a range shared
+by all panels, so the colours of two panels can be compared; the dense weights get one scale per
+filter (column), and the convolved and pooled images one per image (still white at 0), so a weak
+filter's weights and response stay visible. The input X is drawn as MNIST stores it: white ink on black.
 """
 
 from __future__ import annotations
@@ -213,22 +214,28 @@ def plot_pooled(Z: np.ndarray, pool: str) -> Figure:
 
 
 def plot_weights(W: np.ndarray, class_names: Sequence[str]) -> Figure:
-    """The dense weights W: (C, K, H', W'): one row per class, one column per filter, shared scale."""
+    """The dense weights W: (C, K, H', W'): one row per class, one column per filter.
+
+    Each column (filter k) has its own colour scale ±max|W[:, k]|, with its bar below it and the scale in
+    its title: one filter's weights are often several times another's, and a shared scale would leave the
+    weaker columns white. Within a column the classes share the scale, so they can be compared.
+    """
     W = np.asarray(W, float)
     classes, K = W.shape[:2]
-    norm = _symmetric(W)
-    fig = new_figure(max(6.4, 2.4 + 1.1 * K), 1.0 + 1.0 * classes)
+    fig = new_figure(max(6.4, 2.4 + 1.4 * K), 1.8 + 1.0 * classes)
     axes = fig.subplots(classes, K, squeeze=False)
-    for (c, n), ax in np.ndenumerate(axes):
-        ax.imshow(W[c, n], cmap=DIVERGING, norm=norm, interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([(W.shape[2] - 1) / 2], [str(class_names[c])] if n == 0 else [""], fontsize=10)
-        ax.tick_params(axis="y", length=0)
-        if c == 0:
-            ax.set_title(f"× $Z_{{{n + 1}}}$")
-    fig.colorbar(ScalarMappable(norm, DIVERGING), ax=axes, label="weight W(class, k, i, j)", shrink=0.5)
+    for n in range(K):
+        norm = _symmetric(W[:, n])
+        for c, ax in enumerate(axes[:, n]):
+            ax.imshow(W[c, n], cmap=DIVERGING, norm=norm, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([(W.shape[2] - 1) / 2], [str(class_names[c])] if n == 0 else [""], fontsize=10)
+            ax.tick_params(axis="y", length=0)
+        axes[0, n].set_title(f"× $Z_{{{n + 1}}}$ (±{norm.vmax:.3g})")
+        fig.colorbar(ScalarMappable(norm, DIVERGING), ax=axes[:, n], location="bottom", shrink=0.9, aspect=12,
+                     label=f"W(class, {n + 1}, i, j)")
     fig.supylabel("class j: its score $a_j$ = Σ (row j × $Z_k$)")
-    fig.supxlabel("each small image: one weight per pixel of the pooled image $Z_k$")
+    fig.supxlabel("one weight per pixel of $Z_k$; one colour scale per column, ± its max")
     fig.suptitle("Dense weights W: row = class, column = pooled image $Z_k$")
     return fig
 

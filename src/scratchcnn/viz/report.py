@@ -64,6 +64,11 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     figures) is looked up with data_dir, never downloaded; without it the report says so.
     """
     run = RunDir(run_dir)
+    if run.path.exists() and not run.path.is_dir():  # e.g. the run's model.npz, given for the run
+        kind = "a model file" if run.path.suffix == ".npz" else "a file"
+        holder = RunDir(run.path.parent)
+        example = (holder.path if str(holder.path) != "." else Path.cwd()) if holder.summary.is_file() else "runs/demo"
+        raise ScratchCNNError(f"{run.path}: that is {kind}; report takes a run folder such as {example}")
     if not run.path.is_dir():
         raise ScratchCNNError(f"{run.path}: no such run directory")
     with run.lock():  # not while a training process is writing the run
@@ -78,7 +83,7 @@ def _write_report(run: RunDir, out: str | os.PathLike | None, data_dir: str | os
     options = summary.get("options") or {}
     dataset = net.dataset or options.get("dataset") or RunOptions.dataset
     class_names = CLASS_NAMES.get(dataset, CLASS_NAMES["mnist"])
-    image, label, matrix, note = _test_figures_input(net, dataset, data_dir, summary)
+    image, label, matrix, note = _test_figures_input(net, dataset, run.data_dir(data_dir), summary)
     figures = model_figure_set(net, image, label, summary["history"], matrix, class_names)
     captions = dict(CAPTIONS)
     if image is not None:
@@ -227,19 +232,30 @@ def _tuning_section(tuning: dict[str, Any]) -> str:
 
 
 def _overtraining_section(result: dict[str, Any]) -> str:
-    figure = _figure_html(plot_overtraining(result), "Upper: accuracy on the few training records. "
-                                                     "Lower: accuracy on validation records never trained on.")
+    losses = [math.inf if v is None else v for v in result.get("validation_loss") or []]
+    figure = _figure_html(plot_overtraining(result), "Upper: the few training records. Lower: validation records "
+                          "never trained on." + (" Left: accuracy. Right: loss." if losses else ""))
     n_train, n_val = result.get("train_records", "?"), result.get("validation_records", "?")
+    if "best_validation_loss" not in result and losses:  # a result saved before these keys existed
+        lowest = losses.index(min(losses))
+        result = {**result, "best_validation_loss": losses[lowest], "best_validation_loss_epoch": lowest + 1}
     rows = [[label, fmt(result[key])] for label, key, fmt in (
         ("epochs", "epochs", _fmt), ("learning rate η", "learning_rate", _fmt),
         ("first epoch with 100% training accuracy", "first_epoch_train_100", _fmt),
         ("best validation accuracy", "best_validation_accuracy", _pct),
         ("epoch of the best validation accuracy", "best_validation_epoch", _fmt),
-        ("final validation accuracy", "final_validation_accuracy", _pct)) if key in result]
+        ("final validation accuracy", "final_validation_accuracy", _pct),
+        ("lowest validation loss", "best_validation_loss", _fmt),
+        ("epoch of the lowest validation loss", "best_validation_loss_epoch", _fmt),
+        ) if key in result]
+    if losses:
+        rows.append(["final validation loss", _fmt(losses[-1])])
     intro = (f"The network trained for many epochs on only {n_train} records and was checked after each epoch "
              f"on {n_val} validation records it never trained on. When the accuracy on the training records "
              "reaches 100% while the validation accuracy levels off or falls, the network has learnt those "
-             "particular records rather than what their classes have in common: it is overtrained.")
+             "particular records rather than what their classes have in common: it is overtrained. The "
+             "validation loss shows it most plainly: after its lowest point it rises, as the network grows "
+             "ever more certain of the training records and of its mistakes on the others.")
     return "\n".join(["<h2>Overtraining</h2>", f"<p>{escape(intro)}</p>",
                       _table(["", "value"], rows) if rows else "", figure])
 

@@ -127,12 +127,13 @@
     el.width = w; el.height = h; el.className = "px " + (cls || "");
     return el;
   }
+  // gray: MNIST's own convention, as in the figures and `predict --save`: 0 black, 1 white (white ink on black).
   function paint(el, vals, offset, w, h, scale, gray) {
     const ctx = el.getContext("2d"), img = ctx.createImageData(w, h);
     for (let i = 0; i < w * h; i++) {
       const v = vals[offset + i];
       let r, g, bl;
-      if (gray) { r = g = bl = Math.round(255 * (1 - Math.max(0, Math.min(1, v)))); }
+      if (gray) { r = g = bl = Math.round(255 * Math.max(0, Math.min(1, v))); }
       else {
         const t = scale > 0 ? Math.max(-1, Math.min(1, v / scale)) : 0, u = Math.round(255 * (1 - Math.abs(t)));
         if (t >= 0) { r = 255; g = bl = u; } else { r = g = u; bl = 255; }
@@ -141,7 +142,12 @@
     }
     ctx.putImageData(img, 0, 0);
   }
-  const absmax = (a) => { let m = 0; for (const v of a) m = Math.max(m, Math.abs(v)); return m; };
+  const absmax = (a, from = 0, to = a.length) => {
+    let m = 0;
+    for (let i = from; i < to; i++) m = Math.max(m, Math.abs(a[i]));
+    return m;
+  };
+  const scaleText = (v) => "±" + (v >= 1000 ? v.toFixed(0) : v.toPrecision(4));
   const fmt = (v) => (Math.abs(v) < 5e-4 ? "0.000" : v.toFixed(3));
 
   const drawEl = $("draw"), inputEl = $("input");
@@ -149,19 +155,33 @@
   const layers = $("layers"), maps = [];
   layers.innerHTML = "<tr><th></th><th>kernel f<sub>k</sub> (" + k + "×" + k + ")</th><th>convolved Y<sub>k</sub>" +
     (relu ? " (after ReLU)" : "") + "</th><th>pooled Z<sub>k</sub> (" + cfg.pool + ")</th></tr>";
+  const scaleLabel = (id) => {  // the "±max" printed under a map
+    const el = document.createElement("div"); el.className = "scale"; el.id = id; return el;
+  };
   for (let c = 0; c < K; c++) {
     const tr = document.createElement("tr"), fk = canvas(k, k, "kern");
-    const yk = canvas(Wd, H, "map"), zk = canvas(Q, R, "map");
-    const cells = [document.createTextNode("k = " + (c + 1)), fk, yk, zk];
-    for (const node of cells) { const td = document.createElement("td"); td.appendChild(node); tr.appendChild(td); }
+    const yk = canvas(Wd, H, "map"), zk = canvas(Q, R, "map"), n = c + 1;
+    const m = { fk, yk, zk, fs: scaleLabel("scale-f" + n), ys: scaleLabel("scale-Y" + n),
+      zs: scaleLabel("scale-Z" + n) };
+    const cells = [[document.createTextNode("k = " + n)], [fk, m.fs], [yk, m.ys], [zk, m.zs]];
+    for (const nodes of cells) { const td = document.createElement("td"); td.append(...nodes); tr.appendChild(td); }
     layers.appendChild(tr);
     yk.addEventListener("mousemove", (e) => showY(c, e)); zk.addEventListener("mousemove", (e) => showZ(c, e));
     yk.addEventListener("mouseleave", hideWindow); zk.addEventListener("mouseleave", hideWindow);
-    maps.push({ fk, yk, zk });
+    maps.push(m);
   }
-  const scaleRow = document.createElement("tr"); layers.appendChild(scaleRow);
-  const fScale = absmax(f);
-  maps.forEach((m, c) => paint(m.fk, f, c * k * k, k, k, fScale, false));
+  // Each map on its own colour scale ±max|map| by default, so a weak filter's maps stay visible; with
+  // "shared scale" ticked, one scale per column (the column's max), so maps of a column can be compared.
+  function paintMaps(shared) {
+    const columns = [[f, k * k, "fk", "fs", k, k], [Y, HW, "yk", "ys", Wd, H], [Z, RQ, "zk", "zs", Q, R]];
+    for (const [vals, size, key, label, w, h] of columns) {
+      const whole = absmax(vals);
+      maps.forEach((m, c) => {
+        const s = shared ? whole : absmax(vals, c * size, (c + 1) * size);
+        paint(m[key], vals, c * size, w, h, s, false); m[label].textContent = scaleText(s);
+      });
+    }
+  }
 
   const names = D.class_names, bars = [];
   for (let c = 0; c < C; c++) {
@@ -173,19 +193,15 @@
   }
 
   let shown = new Float64Array(C);
+  let picked = -1;  // the test image shown as it is, until the user draws on it or clears it
   function update() {
-    X = $("centre").checked ? centre(G) : Float64Array.from(G);
+    X = $("centre").checked && picked < 0 ? centre(G) : Float64Array.from(G);
     const t0 = performance.now();
     for (let r = 0; r < 10; r++) forward(X);  // 10 times: the browser's clock is coarse
     const ms = (performance.now() - t0) / 10;
     shown = Float64Array.from(P);
     paint(drawEl, G, 0, Wd, H, 1, true); paint(inputEl, X, 0, Wd, H, 1, true);
-    const yScale = absmax(Y), zScale = absmax(Z);
-    maps.forEach((m, c) => {
-      paint(m.yk, Y, c * HW, Wd, H, yScale, false); paint(m.zk, Z, c * RQ, Q, R, zScale, false);
-    });
-    const scales = [fScale, yScale, zScale].map((v) => "<td class='scale'>±" + v.toFixed(3) + "</td>");
-    scaleRow.innerHTML = "<td></td>" + scales.join("");
+    paintMaps($("shared-scale").checked);
     let best = 0;
     for (let c = 1; c < C; c++) if (P[c] > P[best]) best = c;
     bars.forEach((row, c) => {
@@ -195,7 +211,9 @@
     });
     $("prediction").textContent = "→ " + names[best] + " (" + (100 * P[best]).toFixed(1) + " %)";
     $("timing").textContent = "forward pass in this page: " + (ms < 0.01 ? "< 0.01" : ms.toFixed(2)) + " ms";
-    $("input-note").textContent = $("centre").checked ? "the drawing, centred and scaled" : "the canvas as drawn";
+    $("input-note").textContent = picked >= 0 ? "test image " + D.images.indices[picked] +
+      ", as it is: already centred and scaled (the checkbox applies to drawings)"
+      : $("centre").checked ? "the drawing, centred and scaled" : "the canvas as drawn";
   }
 
   // ---- hovering: where a pixel of Y_k or Z_k came from ------------------------------------------
@@ -261,7 +279,7 @@
       (e.clientY - r.top - drawEl.clientTop) / drawEl.clientHeight * H];
   };
   drawEl.addEventListener("pointerdown", (e) => {
-    e.preventDefault(); drawEl.setPointerCapture(e.pointerId); last = pos(e);
+    e.preventDefault(); drawEl.setPointerCapture(e.pointerId); last = pos(e); picked = -1;
     stroke(last[0], last[1], last[0], last[1]); update();
   });
   drawEl.addEventListener("pointermove", (e) => {
@@ -273,11 +291,10 @@
   function select(el) {
     document.querySelectorAll("#picker figure").forEach((x) => x.classList.toggle("sel", x === el));
   }
-  $("clear").addEventListener("click", () => {
-    G.fill(0); $("centre").checked = D.centre_default; select(null); update();
-  });
-  $("centre").checked = D.centre_default;
+  $("clear").addEventListener("click", () => { G.fill(0); picked = -1; select(null); update(); });
+  $("centre").checked = D.centre_default;  // once, at load: after that the checkbox is the user's alone
   $("centre").addEventListener("change", update);
+  $("shared-scale").addEventListener("change", update);
 
   const images = [];
   if (D.images) {
@@ -296,9 +313,9 @@
   } else {
     $("no-picker").hidden = false; $("no-picker").textContent = D.images_note || "No test images embedded.";
   }
-  function selectImage(n) {  // a test image is already prepared: it is the input as it is
+  function selectImage(n) {  // a test image is already prepared: it is the input as it is, whatever the checkbox
     for (let i = 0; i < HW; i++) G[i] = images[n][i] / 255;
-    $("centre").checked = false; select(document.querySelectorAll("#picker figure")[n]); update();
+    picked = n; select(document.querySelectorAll("#picker figure")[n]); update();
   }
 
   window.scratchcnn = {
