@@ -1,0 +1,138 @@
+"""Stack: a network as a plain list of layers (nn/stack_layers.py), then softmax and cross-entropy.
+
+The write-up's network is one stack (the "seed" preset of nn/spec.py): conv 3@3×3 bottom-right,
+decimate, flatten, dense C without bias. Parameters are named "<layer index>.<name>", e.g. "0.f", "3.W".
+
+Initialisation: a conv or dense layer whose next layer is a ReLU gets He-uniform weights in
+±√(6/fan_in) (variance 2/fan_in: the ReLU zeroes half of its inputs, so this keeps the activations'
+scale through the stack); any other gets the write-up's uniform ±1/√fan_in. fan_in = C_in·k² for a
+convolution, the input width for a dense layer. Biases start at 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from scratchcnn import options
+from scratchcnn.errors import ConfigError
+from scratchcnn.nn import layers as equations
+from scratchcnn.nn.stack_layers import Dense, Layer, ReLU, Shape
+from scratchcnn.options import CLASSES, INPUT_SHAPE, NETWORK, TRAINING
+
+
+class Stack:
+    """Layers applied in turn to images X: (N, H, W), ending in a dense layer of C class scores A: (N, C)."""
+
+    def __init__(
+        self,
+        layers: Sequence[Layer],
+        input_shape: tuple[int, int] = INPUT_SHAPE,
+        classes: int = CLASSES,
+        seed: int | None = TRAINING.seed,
+        dtype: str = NETWORK.dtype,
+    ) -> None:
+        self.layers = list(layers)
+        self.input_shape = options.input_shape(input_shape)
+        self.classes = options.whole_number("classes", classes, 2)
+        self.dtype = options.choice("dtype", np.dtype(dtype).name, options.DTYPES)
+        if seed is not None:
+            options.whole_number("seed", seed, 0)
+        self.shapes = self._check_shapes()
+        rng = np.random.default_rng(seed)
+        for i, layer in enumerate(self.layers):
+            followed_by_relu = i + 1 < len(self.layers) and isinstance(self.layers[i + 1], ReLU)
+            layer.initialise(self.shapes[i], rng, self.dtype, he=followed_by_relu)
+
+    def _check_shapes(self) -> list[Shape]:
+        """The input shape of each layer, then the output's: ConfigError naming the first layer that does not fit."""
+        if not self.layers or not isinstance(self.layers[-1], Dense):
+            last = repr(self.layers[-1].text or self.layers[-1].spec()) if self.layers else "nothing"
+            raise ConfigError(f"the last layer must be dense (the {self.classes} class scores A), got {last}")
+        shapes: list[Shape] = [(1, *self.input_shape)]
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Dense) and layer.width is None:
+                layer.width = self.classes  # a dense without a width: one output per class
+            try:
+                shapes.append(layer.output_shape(shapes[-1]))
+            except ConfigError as error:
+                raise ConfigError(f"layer {i + 1} of {len(self.layers)} {error}") from None
+        if shapes[-1] != (self.classes,):
+            last = self.layers[-1].text or self.layers[-1].spec()
+            raise ConfigError(f"layer {len(self.layers)} of {len(self.layers)} {last!r}: "
+                              f"the last dense layer must have {self.classes} outputs, one per class")
+        return shapes
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """JSON-able: the layers' configs, input shape, classes and dtype."""
+        return {"layers": [layer.config for layer in self.layers], "input_shape": list(self.input_shape),
+                "classes": self.classes, "dtype": self.dtype}
+
+    def spec(self) -> str:
+        """The stack as a spec string (nn/spec.py), with every width written out."""
+        return ",".join(layer.spec() for layer in self.layers)
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The trainable arrays as "<layer index>.<name>", the same objects the layers compute with."""
+        return {f"{i}.{name}": value for i, layer in enumerate(self.layers) for name, value in layer.params.items()}
+
+    def __repr__(self) -> str:
+        return f"Stack({self.spec()!r}, input_shape={self.input_shape}, classes={self.classes}, dtype={self.dtype!r})"
+
+    # ---- computing ---------------------------------------------------------------------------
+
+    def prepare(self, X: Any) -> np.ndarray:
+        """Images (N, H, W), uint8 (divided by 255) or floats in [0, 1], as (N, 1, H, W) in the stack's dtype."""
+        X = np.asarray(X)
+        if X.ndim != 3 or X.shape[1:] != self.input_shape:
+            raise ConfigError(f"expected images of shape (N, {self.input_shape[0]}, {self.input_shape[1]}), "
+                              f"got {X.shape}")
+        scale = 255 if X.dtype == np.uint8 else 1
+        return (X.astype(self.dtype) / np.array(scale, self.dtype))[:, None]
+
+    def forward_cached(self, X: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Class scores A: (N, C) for prepared images X: (N, 1, H, W), and each layer's cache."""
+        caches = []
+        for layer in self.layers:
+            X, cache = layer.forward(X)  # each layer's output is the next one's input
+            caches.append(cache)
+        return X, caches
+
+    def forward(self, X: Any) -> np.ndarray:
+        """Class scores A: (N, C) for images X: (N, H, W)."""
+        return self.forward_cached(self.prepare(X))[0]
+
+    def backward(self, dA: np.ndarray, caches: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        """Every parameter's gradient from ∂L/∂A: (N, C), each layer's ∂L/∂X being the previous one's ∂L/∂Y."""
+        grads: dict[str, np.ndarray] = {}
+        for i in reversed(range(len(self.layers))):
+            dA, layer_grads = self.layers[i].backward(dA, caches[i])
+            grads.update({f"{i}.{name}": value for name, value in layer_grads.items()})
+        return {name: grads[name] for name in self.parameters()}
+
+    def loss_and_gradients(self, X: Any, y: Any) -> tuple[float, dict[str, np.ndarray]]:
+        """Mean cross-entropy L = −ln P_y over the batch and its gradients keyed like ``parameters()``.
+
+        X: (N, H, W) uint8 or floats in [0, 1]; y: (N,) integer labels 0..C−1.
+        """
+        X = self.prepare(X)
+        y = np.asarray(y)
+        if y.shape != (len(X),) or not np.issubdtype(y.dtype, np.integer) or (
+                len(y) and (y.min() < 0 or y.max() >= self.classes)):
+            raise ConfigError(f"expected {len(X)} integer labels in 0..{self.classes - 1}, got {y.dtype} {y.shape}")
+        A, caches = self.forward_cached(X)
+        log_P = equations.log_softmax(A)  # ln P_j = a_j − ln Σ_k e^{a_k}
+        L = -log_P[np.arange(len(y)), y].mean()  # L = −ln P_y, averaged over the batch
+        dA = equations.cross_entropy_backward(np.exp(log_P), y)  # ∂L/∂A = (P − onehot(y)) / N
+        return float(L), self.backward(dA, caches)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """P: (N, C), the softmax of the class scores."""
+        return np.exp(equations.log_softmax(self.forward(X)))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class of each image: (N,) int64."""
+        return self.forward(X).argmax(axis=1)
