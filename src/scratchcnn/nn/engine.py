@@ -448,7 +448,7 @@ def sgd_epoch(net: ConvNet, X: np.ndarray, y: np.ndarray, order: np.ndarray, lea
     if len(y) and (y.min() < 0 or y.max() >= net.classes):
         raise ConfigError(f"labels must lie in 0..{net.classes - 1}")
 
-    kernel = _kernel() if compiled else None
+    kernel = _kernel() if compiled and isinstance(net, ConvNet) else None  # the kernel is the seed network's
     if kernel is None:
         return _numpy_epoch(net, X, y, order, learning_rate, int(batch_size))
     params = net.parameters()

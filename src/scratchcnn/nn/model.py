@@ -19,6 +19,7 @@ from scratchcnn import options
 from scratchcnn._version import __version__
 from scratchcnn.errors import ConfigError, ModelFileError, first_line
 from scratchcnn.nn import layers
+from scratchcnn.nn.inputs import Classifier
 from scratchcnn.nn.npzfile import MAX_ELEMENTS, Expected, read_json_header, read_npz, write_npz
 from scratchcnn.options import CLASSES, INPUT_SHAPE, NETWORK, TRAINING
 
@@ -27,7 +28,7 @@ FILE_FORMAT_VERSION = 1
 PREDICT_CHUNK = 512  # images per forward pass in predict: bounds memory, keeps matrices large
 
 
-class ConvNet:
+class ConvNet(Classifier):
     """The write-up's network and its variants.
 
     Parameters: f (K, k, k) filters, W (C, K, H', W') dense weights with H' = H // 2, W' = W // 2,
@@ -94,48 +95,6 @@ class ConvNet:
         return f"ConvNet({args})"
 
     # ---- computing ---------------------------------------------------------------------------
-
-    def check_images(self, X: Any) -> np.ndarray:
-        """Check images; uint8 stays uint8 (1 byte a pixel), floats must lie in [0, 1]. Returns (N, H, W)."""
-        X = np.asarray(X)
-        if X.ndim != 3 or X.shape[1:] != self.input_shape:
-            hint = " (for one image pass X[None])" if X.shape == self.input_shape else ""
-            raise ConfigError(
-                f"expected images of shape (N, {self.input_shape[0]}, {self.input_shape[1]}), got {X.shape}{hint}"
-            )
-        if X.dtype == np.uint8:
-            return X
-        if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
-            raise ConfigError(f"images must be uint8 or real numbers, got dtype {X.dtype}")
-        X = X.astype(self.dtype, copy=False)
-        if not np.isfinite(X).all():
-            raise ConfigError("images contain NaN or infinite values")
-        if X.size and (X.min() < 0 or X.max() > 1):
-            raise ConfigError(
-                f"float pixel values must lie in [0, 1], got [{X.min():g}, {X.max():g}] (divide by 255?)"
-            )
-        return X
-
-    def scale(self, X: np.ndarray) -> np.ndarray:
-        """Checked images in the network's dtype: uint8 pixels 0..255 → [0, 1]; floats as they are."""
-        if X.dtype == np.uint8:
-            return X.astype(self.dtype) / np.array(255, self.dtype)
-        return X
-
-    def prepare(self, X: Any) -> np.ndarray:
-        """Check images and scale them to the network's dtype in [0, 1]. Returns (N, H, W)."""
-        return self.scale(self.check_images(X))
-
-    def prepare_labels(self, y: Any, n: int) -> np.ndarray:
-        """Check class labels: n integers in 0..C−1. Returns (n,) int64."""
-        y = np.asarray(y)
-        if y.shape != (n,):
-            raise ConfigError(f"expected {n} labels of shape ({n},), got shape {y.shape}")
-        if not np.issubdtype(y.dtype, np.integer):
-            raise ConfigError(f"labels must be integers 0..{self.classes - 1}, got dtype {y.dtype}")
-        if n and (y.min() < 0 or y.max() >= self.classes):
-            raise ConfigError(f"labels must lie in 0..{self.classes - 1}, got [{y.min()}, {y.max()}]")
-        return y.astype(np.int64, copy=False)
 
     def forward(self, X: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         """Class scores A: (N, C) for prepared images X: (N, H, W), and what backward needs."""

@@ -19,11 +19,12 @@ import numpy as np
 from scratchcnn import options
 from scratchcnn.errors import ConfigError
 from scratchcnn.nn import layers as equations
+from scratchcnn.nn.inputs import Classifier
 from scratchcnn.nn.stack_layers import Dense, Layer, ReLU, Shape
 from scratchcnn.options import CLASSES, INPUT_SHAPE, NETWORK, TRAINING
 
 
-class Stack:
+class Stack(Classifier):
     """Layers applied in turn to images X: (N, H, W), ending in a dense layer of C class scores A: (N, C)."""
 
     def __init__(
@@ -84,14 +85,13 @@ class Stack:
 
     # ---- computing ---------------------------------------------------------------------------
 
-    def prepare(self, X: Any) -> np.ndarray:
-        """Images (N, H, W), uint8 (divided by 255) or floats in [0, 1], as (N, 1, H, W) in the stack's dtype."""
-        X = np.asarray(X)
-        if X.ndim != 3 or X.shape[1:] != self.input_shape:
-            raise ConfigError(f"expected images of shape (N, {self.input_shape[0]}, {self.input_shape[1]}), "
-                              f"got {X.shape}")
-        scale = 255 if X.dtype == np.uint8 else 1
-        return (X.astype(self.dtype) / np.array(scale, self.dtype))[:, None]
+    def scale(self, X: np.ndarray) -> np.ndarray:
+        """Checked images (N, H, W) as the first layer's input (N, 1, H, W) in [0, 1] (uint8 divided by 255)."""
+        return super().scale(X).astype(self.dtype, copy=False)[:, None]
+
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        """Class scores A: (N, C) for checked images X: (N, H, W) (what metrics.evaluate asks of a network)."""
+        return self.forward_cached(self.scale(X))[0]
 
     def forward_cached(self, X: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Class scores A: (N, C) for prepared images X: (N, 1, H, W), and each layer's cache."""
@@ -119,10 +119,10 @@ class Stack:
         X: (N, H, W) uint8 or floats in [0, 1]; y: (N,) integer labels 0..C−1.
         """
         X = self.prepare(X)
-        y = np.asarray(y)
-        if y.shape != (len(X),) or not np.issubdtype(y.dtype, np.integer) or (
-                len(y) and (y.min() < 0 or y.max() >= self.classes)):
-            raise ConfigError(f"expected {len(X)} integer labels in 0..{self.classes - 1}, got {y.dtype} {y.shape}")
+        return self.loss_and_gradients_prepared(X, self.prepare_labels(y, len(X)))
+
+    def loss_and_gradients_prepared(self, X: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+        """loss_and_gradients for prepared images X: (N, 1, H, W) and checked labels (what fit's steps use)."""
         A, caches = self.forward_cached(X)
         log_P = equations.log_softmax(A)  # ln P_j = a_j − ln Σ_k e^{a_k}
         L = -log_P[np.arange(len(y)), y].mean()  # L = −ln P_y, averaged over the batch

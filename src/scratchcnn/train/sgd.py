@@ -21,6 +21,7 @@ from scratchcnn.errors import ConfigError
 from scratchcnn.nn import engine as engines
 from scratchcnn.nn.metrics import evaluate
 from scratchcnn.nn.model import ConvNet
+from scratchcnn.nn.stack import Stack
 from scratchcnn.options import ENGINES, TRAINING, TrainOptions
 
 
@@ -118,7 +119,7 @@ class RecordStream:
 
 
 def fit(
-    net: ConvNet,
+    net: ConvNet | Stack,
     images: Any,
     labels: Any,
     *,
@@ -149,7 +150,8 @@ def fit(
                  train_size=train_size, validation_size=validation_size, seed=seed, engine=engine)  # checks them
     X = net.check_images(images)  # uint8 stays 1 byte a pixel: scaled batch by batch
     y = net.prepare_labels(labels, len(X))
-    compiled = resolve_engine(engine) == "numba"
+    # The compiled engine runs ConvNet; any other network (a Stack) trains on the NumPy path.
+    compiled = resolve_engine(engine) == "numba" and isinstance(net, ConvNet)
     n, held_out = split_sizes(len(X), train_size, validation_size)
     rng = np.random.default_rng(seed)
     split = rng.permutation(n)

@@ -1,0 +1,59 @@
+"""What every network of scratchcnn checks on its way in: images and class labels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from scratchcnn.errors import ConfigError
+
+
+class Classifier:
+    """Input checks shared by the networks (ConvNet, Stack); they set input_shape (H, W), dtype and classes."""
+
+    input_shape: tuple[int, int]
+    dtype: str
+    classes: int
+
+    def check_images(self, X: Any) -> np.ndarray:
+        """Check images; uint8 stays uint8 (1 byte a pixel), floats must lie in [0, 1]. Returns (N, H, W)."""
+        X = np.asarray(X)
+        if X.ndim != 3 or X.shape[1:] != self.input_shape:
+            hint = " (for one image pass X[None])" if X.shape == self.input_shape else ""
+            raise ConfigError(
+                f"expected images of shape (N, {self.input_shape[0]}, {self.input_shape[1]}), got {X.shape}{hint}"
+            )
+        if X.dtype == np.uint8:
+            return X
+        if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
+            raise ConfigError(f"images must be uint8 or real numbers, got dtype {X.dtype}")
+        X = X.astype(self.dtype, copy=False)
+        if not np.isfinite(X).all():
+            raise ConfigError("images contain NaN or infinite values")
+        if X.size and (X.min() < 0 or X.max() > 1):
+            raise ConfigError(
+                f"float pixel values must lie in [0, 1], got [{X.min():g}, {X.max():g}] (divide by 255?)"
+            )
+        return X
+
+    def scale(self, X: np.ndarray) -> np.ndarray:
+        """Checked images in the network's dtype: uint8 pixels 0..255 → [0, 1]; floats as they are."""
+        if X.dtype == np.uint8:
+            return X.astype(self.dtype) / np.array(255, self.dtype)
+        return X
+
+    def prepare(self, X: Any) -> np.ndarray:
+        """Check images and scale them to the network's dtype in [0, 1]. Returns (N, H, W)."""
+        return self.scale(self.check_images(X))
+
+    def prepare_labels(self, y: Any, n: int) -> np.ndarray:
+        """Check class labels: n integers in 0..C−1. Returns (n,) int64."""
+        y = np.asarray(y)
+        if y.shape != (n,):
+            raise ConfigError(f"expected {n} labels of shape ({n},), got shape {y.shape}")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise ConfigError(f"labels must be integers 0..{self.classes - 1}, got dtype {y.dtype}")
+        if n and (y.min() < 0 or y.max() >= self.classes):
+            raise ConfigError(f"labels must lie in 0..{self.classes - 1}, got [{y.min()}, {y.max()}]")
+        return y.astype(np.int64, copy=False)
