@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -102,7 +103,7 @@ PYTHON_BLOCKS = [b for b in BLOCKS if b.language == "python" and not b.illustrat
 def venv_of_this_interpreter() -> Path:
     prefix = Path(sys.prefix)
     if not (prefix / "bin" / "scratchcnn").exists() or not (prefix / "pyvenv.cfg").exists():
-        pytest.skip(f"not run from the project's venv ({prefix} has no bin/scratchcnn)")
+        skip_or_fail(f"not run from the project's venv ({prefix} has no bin/scratchcnn)")
     return prefix
 
 

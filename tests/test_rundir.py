@@ -662,7 +662,7 @@ def test_report_on_a_damaged_history_json_exits_2_in_one_line(old_run: Path,
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs mounted at tmp_path/disk (needs root: CI runs as root)."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+        skip_or_fail("mounting a tmpfs needs root (CI runs as root)")
     disk = tmp_path / "disk"
     disk.mkdir()
     try:

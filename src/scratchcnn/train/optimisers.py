@@ -17,6 +17,7 @@ which a checkpoint can store beside the parameters; ``load_state`` restores it e
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -50,7 +51,7 @@ def _nonnegative(name: str, value: Any, positive: bool = False) -> float:
     return float(value)
 
 
-class Optimiser:
+class Optimiser(ABC):
     """The shared part: weight decay, the step count t, named buffers, and state round trips."""
 
     name = "optimiser"
@@ -74,8 +75,9 @@ class Optimiser:
                 g = g + self.weight_decay * theta  # g ← g + λ θ  (L2 penalty λ/2 ‖θ‖²)
             self.update(name, theta, g, lr)
 
+    @abstractmethod
     def update(self, name: str, theta: np.ndarray, g: np.ndarray, lr: float) -> None:
-        raise NotImplementedError
+        """Move theta (in place) by this optimiser's rule, from its gradient g (weight decay included)."""
 
     def buffer(self, kind: str, name: str, like: np.ndarray) -> np.ndarray:
         """The buffer ``kind`` of parameter ``name``, zeros of its shape and dtype the first time."""
