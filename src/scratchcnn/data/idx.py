@@ -16,10 +16,9 @@ from typing import BinaryIO
 import numpy as np
 
 from scratchcnn.errors import DataError
+from scratchcnn.filekinds import GZIP_MAGIC, IDX_TYPES
 from scratchcnn.files import write_atomically
 
-IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-GZIP_MAGIC = b"\x1f\x8b"
 MAX_GZIP_RATIO = 1032  # deflate cannot expand more than this: bounds what a .gz file can justify
 
 

@@ -8,14 +8,11 @@ zip directory and .npy headers alone, without inflating or allocating what it de
 
 from __future__ import annotations
 
-import codecs
-import gzip
 import io
 import json
 import math
 import os
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +23,7 @@ from numpy.lib import format as npy
 
 from scratchcnn._version import __version__
 from scratchcnn.errors import ModelFileError, ScratchCNNError, first_line
+from scratchcnn.filekinds import IMAGE_KINDS, what_it_is
 from scratchcnn.files import write_atomically
 
 MAX_ELEMENTS = 10**8  # of one array, and parameters of one network: 400-800 MB, far above any real one
@@ -79,7 +77,7 @@ def _refusals(path: str | os.PathLike, what: str) -> Iterator[None]:
     except IsADirectoryError:
         raise WrongFileError(path, what, "a directory", _inside(Path(path), what)) from None
     except Exception as error:  # zipfile, zlib and numpy raise many kinds for a damaged file
-        kind = _what_it_is(Path(path))  # a file of another kind says what it is rather than why zipfile choked
+        kind = what_it_is(Path(path))  # a file of another kind says what it is rather than why zipfile choked
         if kind is not None:
             raise WrongFileError(path, what, kind) from None
         raise ModelFileError(f"{path}: not a scratchcnn {what} file ({first_line(error)})") from None
@@ -107,70 +105,10 @@ WANTED = {  # what a model or checkpoint is, for a user who gave something else
     "model": "a model is the model.npz that scratchcnn train writes",
     "checkpoint": "a checkpoint is the checkpoint.npz that scratchcnn train writes after every epoch",
 }
-IMAGE_KINDS = {"a PNG image", "a JPEG image", "a GIF image", "a BMP image"}
-MAGIC = {  # leading bytes of common files someone might pass by mistake
-    b"\x89PNG\r\n\x1a\n": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF87a": "a GIF image",
-    b"GIF89a": "a GIF image", b"%PDF-": "a PDF document",
-}
-IDX_TYPES = {0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E}  # the IDX format's element type codes (data/idx.py)
-SNIFF = 512  # bytes read to tell what a file is
-
-
 def _inside(folder: Path, what: str) -> Path | None:
     """FOLDER/<what>.npz when it exists: a run folder holds model.npz and checkpoint.npz."""
     candidate = folder / f"{what}.npz"
     return candidate if candidate.is_file() else None
-
-
-def _what_it_is(path: Path) -> str | None:
-    """"a JSON file", "a PNG image", ... for a file that is plainly not an .npz; None when unsure (a damaged one)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(SNIFF)
-    except OSError:
-        return None
-    if not head:
-        return "an empty file"
-    for magic, kind in MAGIC.items():
-        if head.startswith(magic):
-            return kind
-    if head.startswith(b"BM") and len(head) >= 18 and int.from_bytes(head[14:18], "little") in (12, 40, 56, 108, 124):
-        return "a BMP image"  # the size of its info header, so that a text starting "BM" is not taken for one
-    if head.startswith(b"\x1f\x8b"):
-        return "a gzipped IDX file (a dataset's images or labels)" if _is_idx(_gunzip_head(path)) else "a gzip file"
-    if _is_idx(head):
-        return "an IDX file (a dataset's images or labels)"
-    text = _as_text(head)
-    if text is None:
-        return None
-    if path.suffix.lower() == ".json" or text.lstrip("\ufeff \t\r\n")[:1] in ("{", "["):
-        return "a JSON file"
-    return "a text file"
-
-
-def _is_idx(head: bytes) -> bool:
-    """An IDX header: two zero bytes, an element type code, then 1 to 4 dimensions."""
-    return len(head) >= 4 and head[:2] == b"\0\0" and head[2] in IDX_TYPES and 1 <= head[3] <= 4
-
-
-def _gunzip_head(path: Path) -> bytes:
-    """The first bytes of a gzip file's content (empty if it does not inflate)."""
-    try:
-        with gzip.open(path, "rb") as fh:
-            return fh.read(4)
-    except (OSError, EOFError, zlib.error):
-        return b""
-
-
-def _as_text(head: bytes) -> str | None:
-    """The bytes as UTF-8 text (a character cut at the end is fine), None if binary: control bytes (a zip's
-    "PK\\3\\4" among them) other than tab, newline, carriage return and form feed."""
-    if any(byte < 0x20 and byte not in b"\t\n\r\f" for byte in head):
-        return None
-    try:
-        return codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError:
-        return None
 
 
 def _open_archive(path: str | os.PathLike) -> zipfile.ZipFile:
