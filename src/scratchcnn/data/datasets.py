@@ -60,7 +60,7 @@ def search_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
 def dataset_dirs(base: Path, name: str) -> list[Path]:
     """Where a data directory may hold dataset name: base/name, or base itself when it is that folder
     (``--data-dir data/mnist`` for ``data/mnist/<the four files>``)."""
-    if base.name.lower() == name and not (base / name).is_dir():
+    if downloads.names_the_dataset(base, name):
         return [base / name, base]
     return [base / name]
 

@@ -257,10 +257,14 @@ def _mirrors_failed(reasons: Sequence[tuple[str, str]], name: str) -> str:
     return "; ".join(parts)
 
 
+def names_the_dataset(base: Path, name: str) -> bool:
+    """Whether a data directory given as base may be the dataset's own folder (data/mnist, not data)."""
+    return base.name.lower() == name and not (base / name).is_dir()
+
+
 def _dataset_folder(base: Path, name: str, entries: Sequence[FileEntry]) -> Path:
     """base/name, or base itself when it is the dataset's folder already (named so, holding its files)."""
-    if (base.name.lower() == name and not (base / name).is_dir()
-            and any((base / entry.name).is_file() for entry in entries)):
+    if names_the_dataset(base, name) and any((base / entry.name).is_file() for entry in entries):
         return base
     return base / name
 
@@ -351,8 +355,3 @@ def _fill(name: str, directory: Path, entries: Sequence[FileEntry], urls: Sequen
         raise DownloadError(f"cannot write into {directory}: {error.strerror or error}") from None
     if failures:
         raise DownloadError(f"download of {name} into {directory} failed: " + "; ".join(failures))
-
-
-def download_all(data_dir: str | os.PathLike | None = None, **options) -> list[FileResult]:
-    """download_dataset for every dataset in the table (keyword options as there)."""
-    return download_dataset("all", data_dir, **options)
