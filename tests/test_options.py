@@ -29,7 +29,8 @@ def defaults_of(function: object) -> dict[str, object]:
 def test_convnet_defaults_are_the_network_options() -> None:
     defaults = defaults_of(ConvNet.__init__)
     for f in fields(NetworkOptions):
-        assert defaults[f.name] == getattr(NETWORK, f.name), f.name
+        if f.name not in ("arch", "layers"):  # a ConvNet is the seed family; the preset and spec choose it
+            assert defaults[f.name] == getattr(NETWORK, f.name), f.name
     assert defaults["seed"] == TRAINING.seed
 
 
@@ -59,7 +60,9 @@ def test_train_help_shows_every_option_with_its_real_default() -> None:
         if default is not None:
             shown = "off" if default is False else str(default)
             assert f"(default: {shown}" in help_text or f"(default: {options.default_text(name)})" in help_text, name
-    assert "(default: 0.0005; 0.005 for digits)" in help_text  # the per-dataset default, from DATASET_DEFAULTS
+    # the per-preset and per-dataset defaults, from ARCH_DEFAULTS and DATASET_DEFAULTS
+    assert (f"(default: 0.0005; {options.ARCH_DEFAULTS['wide']['learning_rate']} for --arch wide; "
+            f"{options.ARCH_DEFAULTS['lenet']['learning_rate']} for --arch lenet; 0.005 for digits)") in help_text
 
 
 def test_per_dataset_defaults() -> None:
@@ -75,7 +78,9 @@ def test_resume_refuses_every_contradicting_option_but_lets_epochs_grow() -> Non
     assert options.resolve({"seed": 0}, saved) == saved  # agreeing is fine
     other = {"filters": 4, "kernel_size": 5, "pool": "max", "activation": "relu", "bias": True, "dtype": "float64",
              "learning_rate": 0.1, "epochs": 4, "batch_size": 2, "epoch_size": 7, "train_size": 9,
-             "validation_size": 0.2, "seed": 3, "engine": "numpy", "dataset": "fashion-mnist"}
+             "validation_size": 0.2, "seed": 3, "engine": "numpy", "dataset": "fashion-mnist", "arch": "wide",
+             "layers": "flatten,dense", "optimiser": "adam", "momentum": 0.5, "weight_decay": 0.1,
+             "schedule": "cosine"}
     assert set(other) == OPTION_NAMES, "a new option needs a case here"
     for name, value in other.items():
         with pytest.raises(ConfigError, match="--" + name.replace("_", "-")):

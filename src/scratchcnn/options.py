@@ -17,10 +17,13 @@ import numpy as np
 
 from scratchcnn.errors import ConfigError
 
+ARCHS = ("seed", "wide", "lenet")
 POOLS = ("decimate", "max", "avg")
 ACTIVATIONS = ("none", "relu")
 DTYPES = ("float32", "float64")
 ENGINES = ("auto", "numba", "numpy")
+OPTIMISERS = ("sgd", "momentum", "nesterov", "adam")
+SCHEDULES = ("constant", "step", "cosine")
 DATASETS = ("mnist", "fashion-mnist", "digits")
 CLASSES = 10  # classes of MNIST-style datasets: the output layer's default width
 INPUT_SHAPE = (28, 28)  # MNIST-style images: the input layer's default size
@@ -66,18 +69,48 @@ def _option(default: Any, help: str, *, kind: str, metavar: str | None = None, e
     """A dataclass field with what the command line needs to offer it.
 
     kind: "count" (whole ≥ 1), "natural" (whole ≥ 0), "rate" (number > 0), "size" (fraction or count),
+    "fraction" (number in [0, 1)), "nonnegative" (number ≥ 0), "text" (a string, e.g. a layer spec),
     "choice" (one of the ``choices`` below), "flag" (on/off). ``extendable``: a resumed run may raise it.
     """
     return field(default=default, metadata={"help": help, "kind": kind, "metavar": metavar, "extendable": extendable})
 
 
-CHOICES = {"pool": POOLS, "activation": ACTIVATIONS, "dtype": DTYPES, "engine": ENGINES, "dataset": DATASETS}
+CHOICES = {"arch": ARCHS, "pool": POOLS, "activation": ACTIVATIONS, "dtype": DTYPES, "engine": ENGINES,
+           "dataset": DATASETS, "optimiser": OPTIMISERS, "schedule": SCHEDULES}
+SEED_FAMILY = ("filters", "kernel_size", "pool", "activation", "bias")  # the options of the write-up's network
+
+
+def fraction(name: str, value: Any) -> float:
+    """A number in [0, 1), as a momentum must be for the average to forget."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 <= value < 1:
+        raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def nonnegative(name: str, value: Any) -> float:
+    ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0:
+        raise ConfigError(f"{name} must be a non-negative number, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
 class NetworkOptions:
-    """The architecture: K filters of k×k, activation, 2×2 pooling, dense layer with or without bias."""
+    """The architecture: a preset (``arch``) or any stack of layers (``layers``, a spec as nn/spec.py reads).
 
+    The seed family's options (K filters of k×k, activation, 2×2 pooling, dense bias) shape the seed and
+    wide presets; lenet and a ``layers`` spec say everything themselves.
+    """
+
+    arch: str = _option("seed", "a preset network: seed (the write-up's: conv 3@3×3, decimate, dense), wide "
+                        "(conv 32@5×5, ReLU, max pooling, dense with bias), lenet (conv 6@5×5 same, ReLU, max, conv "
+                        "16@5×5 valid, ReLU, max, dense 120, ReLU, dense 84, ReLU, dense); each has its own "
+                        "training defaults", kind="choice")
+    layers: str | None = _option(None, "any stack of layers instead of a preset, comma-separated: conv:KxK[:padding]"
+                                 "[-b] (padding bottom-right (default), same or valid; -b: no bias), relu, "
+                                 "pool:decimate|max|avg (2×2), flatten, dense[:WIDTH][-b] (the last: a bare dense, "
+                                 "one output per class); e.g. conv:8x3:same,relu,pool:max,flatten,dense",
+                                 kind="text", metavar="SPEC")
     filters: int = _option(3, "number of convolution filters f_k", kind="count", metavar="K")
     kernel_size: int = _option(3, "filter size k×k", kind="count", metavar="k")
     pool: str = _option("decimate", "2×2 pooling after the convolution", kind="choice")
@@ -86,6 +119,9 @@ class NetworkOptions:
     dtype: str = _option("float32", "floating-point precision", kind="choice")
 
     def __post_init__(self) -> None:
+        choice("arch", self.arch, ARCHS)
+        if self.layers is not None and (not isinstance(self.layers, str) or not self.layers.strip()):
+            raise ConfigError(f"layers must be a spec like conv:8x3,relu,pool:max,flatten,dense; got {self.layers!r}")
         whole_number("filters", self.filters, 1)
         whole_number("kernel_size", self.kernel_size, 1)
         choice("pool", self.pool, POOLS)
@@ -116,6 +152,14 @@ class TrainOptions:
     seed: int = _option(0, "random seed: same seed, same model, bit for bit", kind="natural", metavar="SEED")
     engine: str = _option("auto", "SGD engine: numba (compiled, fast), numpy (the readable reference, same "
                           "results to float precision), auto: numba when installed", kind="choice")
+    optimiser: str = _option("sgd", "how each step moves θ by its gradient g: sgd θ ← θ − η g (the write-up's); "
+                             "momentum v ← μ v + g, θ ← θ − η v; nesterov θ ← θ − η (g + μ v); adam (bias-corrected "
+                             "moment averages, β₁ 0.9, β₂ 0.999)", kind="choice")
+    momentum: float = _option(0.9, "μ of momentum and nesterov", kind="fraction", metavar="MU")
+    weight_decay: float = _option(0.0, "λ: adds λ θ to every gradient (an L2 penalty λ/2 ‖θ‖²)",
+                                  kind="nonnegative", metavar="LAMBDA")
+    schedule: str = _option("constant", "learning rate per epoch e of E: constant η; step: η × 0.1 every ⌈E/3⌉ "
+                            "epochs; cosine: η (1 + cos(π e / E)) / 2", kind="choice")
 
     def __post_init__(self) -> None:
         if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float, np.number)) \
@@ -129,6 +173,10 @@ class TrainOptions:
                 whole_number(name, getattr(self, name), 1)
         validation_size(self.validation_size)
         choice("engine", self.engine, ENGINES)
+        choice("optimiser", self.optimiser, OPTIMISERS)
+        fraction("momentum", self.momentum)
+        nonnegative("weight_decay", self.weight_decay)
+        choice("schedule", self.schedule, SCHEDULES)
 
 
 @dataclass(frozen=True)
@@ -161,18 +209,40 @@ TRAINING = TrainOptions()
 # epochs over seeds 0–2, where 0.0005 gives 0.79–0.83).
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {"digits": {"learning_rate": 0.005}}
 
+# Each preset's architecture and training defaults, measured on the shared MNIST (see README, "Deeper networks").
+ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "seed": {},
+    "wide": {"filters": 32, "kernel_size": 5, "activation": "relu", "pool": "max", "bias": True,
+             "learning_rate": 0.01, "epochs": 10},
+    "lenet": {"optimiser": "adam", "learning_rate": 0.001, "batch_size": 32, "epochs": 15, "schedule": "cosine"},
+}
 
-def run_defaults(dataset: str = RunOptions.dataset) -> RunOptions:
-    """The options a run on ``dataset`` gets when none are given."""
-    return replace(RunOptions(dataset=dataset), **DATASET_DEFAULTS.get(dataset, {}))
+
+def run_defaults(dataset: str = RunOptions.dataset, arch: str = RunOptions.arch) -> RunOptions:
+    """The options a run of preset ``arch`` on ``dataset`` gets when none are given."""
+    return replace(RunOptions(dataset=dataset, arch=arch), **ARCH_DEFAULTS.get(arch, {}),
+                   **DATASET_DEFAULTS.get(dataset, {}))
 
 
 def default_text(name: str) -> str:
-    """The default of option ``name`` as help text shows it, with any per-dataset exception."""
+    """The default of option ``name`` as help text shows it, with any per-preset or per-dataset exception."""
     value = getattr(RunOptions(), name)
-    text = "off" if value is False else str(value)
-    exceptions = [f"{values[name]} for {dataset}" for dataset, values in DATASET_DEFAULTS.items() if name in values]
+    text = "off" if value is False else "none" if value is None else str(value)
+    exceptions = [f"{values[name]} for --arch {arch}" for arch, values in ARCH_DEFAULTS.items() if name in values]
+    exceptions += [f"{values[name]} for {dataset}" for dataset, values in DATASET_DEFAULTS.items() if name in values]
     return "; ".join([text, *exceptions])
+
+
+def _check_architecture(given: dict[str, Any]) -> None:
+    """--layers says everything about the network; so does --arch lenet: refuse flags they would ignore."""
+    if given.get("layers") is not None and given.get("arch") is not None:
+        raise ConfigError("give --arch or --layers, not both: --layers is a whole network by itself")
+    whole = "--layers" if given.get("layers") is not None else "--arch lenet" if given.get("arch") == "lenet" else None
+    ignored = [name for name in SEED_FAMILY if given.get(name) is not None]
+    if whole and ignored:
+        flag = "--" + ignored[0].replace("_", "-")
+        raise ConfigError(f"{flag} shapes the seed and wide networks only; with {whole} write the layers "
+                          "you want with --layers (see --help)")
 
 
 def resolve(given: dict[str, Any], saved: RunOptions | None = None) -> RunOptions:
@@ -184,8 +254,10 @@ def resolve(given: dict[str, Any], saved: RunOptions | None = None) -> RunOption
     unknown = set(given) - {f.name for f in fields(RunOptions)}
     if unknown:
         raise ConfigError(f"unknown options: {', '.join(sorted(unknown))}")
+    _check_architecture(given)
     if saved is None:
-        return replace(run_defaults(given.get("dataset", RunOptions.dataset)), **given)
+        return replace(run_defaults(given.get("dataset", RunOptions.dataset), given.get("arch", RunOptions.arch)),
+                       **given)
     for f in fields(RunOptions):
         if f.name not in given:
             continue

@@ -66,7 +66,33 @@ def validation_size(text: str) -> float | int:
         raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1) or a count of records, got {text}") from None
 
 
-PARSERS = {"count": positive_int, "natural": natural_int, "rate": positive_float, "size": validation_size}
+def fraction(text: str) -> float:
+    try:
+        return options.fraction("value", _finite(text, "a number in [0, 1)"))
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}") from None
+
+
+def nonnegative(text: str) -> float:
+    try:
+        return options.nonnegative("value", _finite(text, "a number ≥ 0"))
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"must be a number ≥ 0, got {text}") from None
+
+
+def layer_spec(text: str) -> str:
+    """A --layers spec whose every layer parses (whether the shapes fit is known once the data is)."""
+    from scratchcnn.nn.spec import parse  # the layer grammar's one home
+
+    try:
+        parse(text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+PARSERS = {"count": positive_int, "natural": natural_int, "rate": positive_float, "size": validation_size,
+           "fraction": fraction, "nonnegative": nonnegative, "text": layer_spec}
 
 
 def option_field(name: str) -> Field:

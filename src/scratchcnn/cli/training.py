@@ -24,7 +24,7 @@ from scratchcnn.cli.options import (
 from scratchcnn.data import CLASS_NAMES, load_dataset
 from scratchcnn.errors import ConfigError
 from scratchcnn.nn.metrics import confusion_matrix
-from scratchcnn.nn.model import ConvNet
+from scratchcnn.nn.network import load_model
 from scratchcnn.options import NetworkOptions, RunOptions, TrainOptions
 from scratchcnn.train.rundir import RunDir
 from scratchcnn.train.runs import train_run
@@ -48,7 +48,7 @@ def add_train_command(commands: Any) -> None:
     add_data_options(parser)
     add_option_flags(parser.add_argument_group("stochastic gradient descent"),
                      [f.name for f in fields(TrainOptions) if f.name != "engine"],
-                     aliases={"learning_rate": ("--lr",)})
+                     aliases={"learning_rate": ("--lr",), "optimiser": ("--optimizer",)})
     add_option_flags(parser.add_argument_group("network"), [*(f.name for f in fields(NetworkOptions)), "engine"])
     out = parser.add_argument_group("output")
     out.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: runs/<timestamp>)")
@@ -124,7 +124,7 @@ def write_training_figures(run: RunDir, summary: dict[str, Any]) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    net = ConvNet.load(args.model)
+    net = load_model(args.model)
     name = args.dataset or net.dataset or RunOptions.dataset
     data = load_dataset(name, RunDir.of_model(args.model).data_dir(args.data_dir), download=args.download,
                         progress=show_progress(args), image_shape=net.input_shape)

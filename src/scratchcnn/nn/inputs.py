@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from scratchcnn.errors import ConfigError
+from scratchcnn.nn.layers import log_softmax
+
+PREDICT_CHUNK = 512  # images per forward pass in predict: bounds memory, keeps matrices large
 
 
 class Classifier:
@@ -57,3 +63,37 @@ class Classifier:
         if n and (y.min() < 0 or y.max() >= self.classes):
             raise ConfigError(f"labels must lie in 0..{self.classes - 1}, got [{y.min()}, {y.max()}]")
         return y.astype(np.int64, copy=False)
+
+    def chunk_scores(self, X: np.ndarray) -> np.ndarray:
+        """Class scores A: (n, C) for a chunk of checked images (n, H, W); each network computes its own."""
+        raise NotImplementedError
+
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        """Class scores A: (N, C) for checked images (uint8 or prepared), in chunks of PREDICT_CHUNK.
+
+        Chunks bound the memory (uint8 images are scaled one chunk at a time) and run on all cores:
+        NumPy releases the GIL inside its gathers and matrix products, so threads suffice.
+        """
+        starts = range(0, len(X), PREDICT_CHUNK)
+        if len(starts) == 0:
+            return np.zeros((0, self.classes), self.dtype)
+
+        caller_errstate = np.geterr()  # np.errstate is per thread: the workers take the caller's
+
+        def chunk(start: int) -> np.ndarray:
+            with np.errstate(**caller_errstate):
+                return self.chunk_scores(X[start : start + PREDICT_CHUNK])
+
+        if len(starts) == 1:
+            return chunk(0)
+        # One BLAS thread per chunk: BLAS's own threads on top of ours would fight for the cores.
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            return np.concatenate(list(pool.map(chunk, starts)))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """P: (N, C), the softmax of the class scores. X: (N, H, W) uint8 or float in [0, 1]."""
+        return np.exp(log_softmax(self.scores(self.check_images(X))))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class of each image: (N,) int64."""
+        return self.scores(self.check_images(X)).argmax(axis=1)

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from scratchcnn import options
 from scratchcnn._version import __version__
@@ -25,7 +23,6 @@ from scratchcnn.options import CLASSES, INPUT_SHAPE, NETWORK, TRAINING
 
 FILE_FORMAT = "scratchcnn.ConvNet"
 FILE_FORMAT_VERSION = 1
-PREDICT_CHUNK = 512  # images per forward pass in predict: bounds memory, keeps matrices large
 
 
 class ConvNet(Classifier):
@@ -154,35 +151,9 @@ class ConvNet(Classifier):
         Z, _ = layers.pool(Y_kept.transpose(1, 2, 0).reshape(-1, self.filters), self.pool, 1, rows, cols)
         return Y_full, Z[0]
 
-    def scores(self, X: np.ndarray) -> np.ndarray:
-        """Class scores A: (N, C) for checked images (uint8 or prepared), in chunks of PREDICT_CHUNK.
-
-        Chunks bound the memory (uint8 images are scaled one chunk at a time) and run on all cores:
-        NumPy releases the GIL inside its gathers and matrix products, so threads suffice.
-        """
-        starts = range(0, len(X), PREDICT_CHUNK)
-        if len(starts) == 0:
-            return np.zeros((0, self.classes), self.dtype)
-
-        caller_errstate = np.geterr()  # np.errstate is per thread: the workers take the caller's
-
-        def chunk(start: int) -> np.ndarray:
-            with np.errstate(**caller_errstate):
-                return self.forward(self.scale(X[start : start + PREDICT_CHUNK]))[0]
-
-        if len(starts) == 1:
-            return chunk(0)
-        # One BLAS thread per chunk: BLAS's own threads on top of ours would fight for the cores.
-        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-            return np.concatenate(list(pool.map(chunk, starts)))
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """P: (N, C), the softmax of the class scores. X: (N, H, W) uint8 or float in [0, 1]."""
-        return np.exp(layers.log_softmax(self.scores(self.check_images(X))))
-
-    def predict(self, X: Any) -> np.ndarray:
-        """The most probable class of each image: (N,) int64."""
-        return self.scores(self.check_images(X)).argmax(axis=1)
+    def chunk_scores(self, X: np.ndarray) -> np.ndarray:
+        """Class scores A: (n, C) for one chunk of checked images (N, H, W) (Classifier.scores chunks)."""
+        return self.forward(self.scale(X))[0]
 
     # ---- files -------------------------------------------------------------------------------
 

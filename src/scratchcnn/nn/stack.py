@@ -11,17 +11,25 @@ convolution, the input width for a dense layer. Biases start at 0.
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from scratchcnn import options
-from scratchcnn.errors import ConfigError
+from scratchcnn._version import __version__
+from scratchcnn.errors import ConfigError, ModelFileError, first_line
 from scratchcnn.nn import layers as equations
 from scratchcnn.nn.inputs import Classifier
-from scratchcnn.nn.stack_layers import Dense, Layer, ReLU, Shape
+from scratchcnn.nn.npzfile import MAX_ELEMENTS, Expected, read_json_header, read_npz, write_npz
+from scratchcnn.nn.stack_layers import Dense, Layer, ReLU, Shape, from_config
 from scratchcnn.options import CLASSES, INPUT_SHAPE, NETWORK, TRAINING
+
+FILE_FORMAT = "scratchcnn.Stack"
+FILE_FORMAT_VERSION = 1
 
 
 class Stack(Classifier):
@@ -34,14 +42,19 @@ class Stack(Classifier):
         classes: int = CLASSES,
         seed: int | None = TRAINING.seed,
         dtype: str = NETWORK.dtype,
+        *,
+        initialise: bool = True,
     ) -> None:
         self.layers = list(layers)
+        self.dataset: str | None = None  # what it was trained on, recorded in saved files
         self.input_shape = options.input_shape(input_shape)
         self.classes = options.whole_number("classes", classes, 2)
         self.dtype = options.choice("dtype", np.dtype(dtype).name, options.DTYPES)
         if seed is not None:
             options.whole_number("seed", seed, 0)
         self.shapes = self._check_shapes()
+        if not initialise:  # a saved file's arrays come next (from_arrays)
+            return
         rng = np.random.default_rng(seed)
         for i, layer in enumerate(self.layers):
             followed_by_relu = i + 1 < len(self.layers) and isinstance(self.layers[i + 1], ReLU)
@@ -80,6 +93,11 @@ class Stack(Classifier):
         """The trainable arrays as "<layer index>.<name>", the same objects the layers compute with."""
         return {f"{i}.{name}": value for i, layer in enumerate(self.layers) for name, value in layer.params.items()}
 
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape of each parameter, keyed like ``parameters()``, known before any is allocated."""
+        return {f"{i}.{name}": shape for i, layer in enumerate(self.layers)
+                for name, shape in layer.param_shapes(self.shapes[i]).items()}
+
     def __repr__(self) -> str:
         return f"Stack({self.spec()!r}, input_shape={self.input_shape}, classes={self.classes}, dtype={self.dtype!r})"
 
@@ -89,8 +107,8 @@ class Stack(Classifier):
         """Checked images (N, H, W) as the first layer's input (N, 1, H, W) in [0, 1] (uint8 divided by 255)."""
         return super().scale(X).astype(self.dtype, copy=False)[:, None]
 
-    def scores(self, X: np.ndarray) -> np.ndarray:
-        """Class scores A: (N, C) for checked images X: (N, H, W) (what metrics.evaluate asks of a network)."""
+    def chunk_scores(self, X: np.ndarray) -> np.ndarray:
+        """Class scores A: (n, C) for a chunk of checked images X: (n, H, W) (Classifier.scores chunks)."""
         return self.forward_cached(self.scale(X))[0]
 
     def forward_cached(self, X: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
@@ -129,10 +147,69 @@ class Stack(Classifier):
         dA = equations.cross_entropy_backward(np.exp(log_P), y)  # ∂L/∂A = (P − onehot(y)) / N
         return float(L), self.backward(dA, caches)
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """P: (N, C), the softmax of the class scores."""
-        return np.exp(equations.log_softmax(self.forward(X)))
+    # ---- files -------------------------------------------------------------------------------
 
-    def predict(self, X: Any) -> np.ndarray:
-        """The most probable class of each image: (N,) int64."""
-        return self.forward(X).argmax(axis=1)
+    def header(self) -> dict[str, Any]:
+        """What a saved file says about itself, beside the parameter arrays."""
+        return {
+            "format": FILE_FORMAT, "format_version": FILE_FORMAT_VERSION, "scratchcnn_version": __version__,
+            "config": self.config, "spec": self.spec(), "dataset": self.dataset,
+            "input": {"pixels": "uint8 divided by 255, or float in [0, 1]", "scale": 1 / 255},
+            "arrays": {name: list(value.shape) for name, value in self.parameters().items()},
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write parameters and header to one .npz, atomically: a crash never leaves half a file."""
+        return write_npz(path, self.parameters(), self.header(), "model")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Stack:
+        """Read a file written by ``save``; refuse one whose arrays disagree with its header."""
+        return cls.from_arrays(read_npz(path, "model", lambda raw: cls.expected_arrays(raw, str(path))), str(path))
+
+    @classmethod
+    def described(cls, raw_header: np.ndarray | None, where: str) -> Stack:
+        """The Stack a saved header describes, shapes checked, parameters not yet allocated."""
+        header = read_json_header(raw_header, where, FILE_FORMAT, FILE_FORMAT_VERSION, ("config",))
+        config = dict(header["config"])
+        try:
+            if not isinstance(config.get("layers"), list):
+                raise ConfigError("no list of layers")
+            layers = [from_config(layer) for layer in config.pop("layers")]
+            net = cls(layers, **config, seed=None, initialise=False)
+        except (ConfigError, TypeError, AttributeError) as error:
+            raise ModelFileError(f"{where}: bad configuration in header: {first_line(error)}") from None
+        net.dataset = header.get("dataset")
+        return net
+
+    @classmethod
+    def expected_arrays(cls, raw_header: np.ndarray | None, where: str) -> dict[str, Expected]:
+        """{name: (dtype, shape)} of the parameters a saved header promises, computed without allocating them."""
+        net = cls.described(raw_header, where)
+        shapes = net.param_shapes()
+        total = sum(math.prod(shape) for shape in shapes.values())
+        if total > MAX_ELEMENTS:
+            raise ModelFileError(f"{where}: header declares a network of {total:,} parameters, "
+                                 f"more than the {MAX_ELEMENTS:,} scratchcnn loads")
+        return {name: (np.dtype(net.dtype), shape) for name, shape in shapes.items()}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], where: str) -> Stack:
+        """Rebuild a Stack from its saved header (JSON in arrays["header"]) and parameter arrays.
+
+        ModelFileError, naming ``where``, for anything that disagrees with the header.
+        """
+        arrays = dict(arrays)
+        net = cls.described(arrays.pop("header", None), where)
+        expected = net.param_shapes()
+        if set(arrays) != set(expected):
+            raise ModelFileError(f"{where}: holds arrays {sorted(arrays)}, its header needs {sorted(expected)}")
+        for name, value in arrays.items():
+            if value.shape != expected[name] or value.dtype != np.dtype(net.dtype):
+                raise ModelFileError(f"{where}: array {name} is {value.dtype} {value.shape}, its header needs "
+                                     f"{net.dtype} {expected[name]}")
+            if not np.isfinite(value).all():
+                raise ModelFileError(f"{where}: array {name} holds NaN or infinite values")
+            index, _, key = name.partition(".")
+            net.layers[int(index)].params[key] = value.copy()
+        return net

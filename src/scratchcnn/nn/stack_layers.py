@@ -48,6 +48,10 @@ class Layer:
         """The error for an input this layer cannot take: names the layer, says why."""
         return ConfigError(f"{self.text or self.spec()!r}: {why}")
 
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        """The shape of each parameter for this input shape, without allocating them (none by default)."""
+        return {}
+
     def initialise(self, input_shape: Shape, rng: np.random.Generator, dtype: str, he: bool) -> None:
         """Create the parameters for this input shape (nothing to create by default)."""
 
@@ -107,6 +111,10 @@ class Conv(Layer):
             raise self.refuse(f"a {self.kernel_size}×{self.kernel_size} filter does not fit in a {H}×{W} map "
                               f"with {self.padding} padding")
         return self.filters, rows, cols
+
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        k = self.kernel_size
+        return {"f": (self.filters, input_shape[0], k, k)} | ({"b": (self.filters,)} if self.bias else {})
 
     def initialise(self, input_shape: Shape, rng: np.random.Generator, dtype: str, he: bool) -> None:
         C_in, k = input_shape[0], self.kernel_size
@@ -259,6 +267,9 @@ class Dense(Layer):
         if self.width is None:
             raise self.refuse("has no width (a Stack sets it to the number of classes)")
         return (self.width,)
+
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        return {"W": (self.width, input_shape[0])} | ({"b": (self.width,)} if self.bias else {})
 
     def initialise(self, input_shape: Shape, rng: np.random.Generator, dtype: str, he: bool) -> None:
         self.params = {"W": _uniform(rng, (self.width, input_shape[0]), input_shape[0], he, dtype)}  # fan_in = in

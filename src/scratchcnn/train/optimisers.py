@@ -24,24 +24,18 @@ from typing import Any
 import numpy as np
 
 from scratchcnn.errors import ConfigError
+from scratchcnn.options import TRAINING, fraction
 
-# The optimisers' defaults, torch.optim's own, typed once here.
-MOMENTUM = 0.9  # μ
+# The optimisers' defaults: torch.optim's own (μ and λ are options, typed in scratchcnn.options).
+MOMENTUM = TRAINING.momentum  # μ
 BETA1 = 0.9  # β₁: decay of Adam's first-moment average
 BETA2 = 0.999  # β₂: decay of Adam's second-moment average
 EPS = 1e-8  # ε: keeps Adam's denominator off zero
-WEIGHT_DECAY = 0.0  # λ: none unless asked for
+WEIGHT_DECAY = TRAINING.weight_decay  # λ: none unless asked for
 STEP_GAMMA = 0.1  # γ: the step schedule's factor, as torch's StepLR
 
 Params = dict[str, np.ndarray]
 Schedule = Callable[[float, int], float]  # (base learning rate η₀, epoch e counted from 0) → η_e
-
-
-def _fraction(name: str, value: Any) -> float:
-    """A number in [0, 1), as momenta and betas must be for the averages to forget."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 <= value < 1:
-        raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}")
-    return float(value)
 
 
 def _nonnegative(name: str, value: Any, positive: bool = False) -> float:
@@ -125,7 +119,7 @@ class Momentum(Optimiser):
 
     def __init__(self, momentum: float = MOMENTUM, nesterov: bool = False, weight_decay: float = WEIGHT_DECAY) -> None:
         super().__init__(weight_decay)
-        self.momentum = _fraction("momentum", momentum)
+        self.momentum = fraction("momentum", momentum)
         self.nesterov = bool(nesterov)
 
     def settings(self) -> dict[str, Any]:
@@ -153,8 +147,8 @@ class Adam(Optimiser):
     def __init__(self, beta1: float = BETA1, beta2: float = BETA2, eps: float = EPS,
                  weight_decay: float = WEIGHT_DECAY) -> None:
         super().__init__(weight_decay)
-        self.beta1 = _fraction("beta1", beta1)
-        self.beta2 = _fraction("beta2", beta2)
+        self.beta1 = fraction("beta1", beta1)
+        self.beta2 = fraction("beta2", beta2)
         self.eps = _nonnegative("eps", eps, positive=True)
 
     def settings(self) -> dict[str, Any]:
@@ -206,3 +200,25 @@ def cosine(total_epochs: int, min_lr: float = 0.0) -> Schedule:
 
 
 SCHEDULES: dict[str, Callable[..., Schedule]] = {"constant": constant, "step": step, "cosine": cosine}
+
+
+def make(name: str, *, momentum: float = MOMENTUM, weight_decay: float = WEIGHT_DECAY) -> Optimiser:
+    """The optimiser a run's options name: sgd, momentum, nesterov or adam."""
+    if name == "sgd":
+        return SGD(weight_decay)
+    if name in ("momentum", "nesterov"):
+        return Momentum(momentum, nesterov=name == "nesterov", weight_decay=weight_decay)
+    if name == "adam":
+        return Adam(weight_decay=weight_decay)
+    raise ConfigError(f"optimiser must be one of sgd, momentum, nesterov, adam; got {name!r}")
+
+
+def schedule_for(name: str, epochs: int) -> Schedule:
+    """The schedule a run's options name, fitted to its number of epochs E: step every ⌈E/3⌉, cosine over E."""
+    if name == "step":
+        return step(max(1, math.ceil(epochs / 3)))
+    if name == "cosine":
+        return cosine(epochs)
+    if name == "constant":
+        return constant()
+    raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}; got {name!r}")

@@ -19,11 +19,15 @@ from scratchcnn import options as run_options
 from scratchcnn.data import load_dataset
 from scratchcnn.errors import ConfigError, DivergedError, ModelFileError
 from scratchcnn.nn.metrics import confusion_matrix, evaluate
-from scratchcnn.nn.model import ConvNet
+from scratchcnn.nn.network import build_network
 from scratchcnn.options import RunOptions
 from scratchcnn.train.checkpoint import load_checkpoint, save_checkpoint
 from scratchcnn.train.rundir import RunDir
 from scratchcnn.train.sgd import EpochRecord, History, TrainState, fit, resolve_engine
+
+# The options a checkpoint held before stacks and optimisers were added; newer ones may be absent.
+PRE_STACK_OPTIONS = ("learning_rate", "epochs", "batch_size", "epoch_size", "train_size", "validation_size", "seed",
+                     "engine", "filters", "kernel_size", "pool", "activation", "bias", "dtype", "dataset")
 
 
 def data_fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
@@ -36,8 +40,10 @@ def data_fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
 def _saved_options(where: Path, saved: dict[str, Any]) -> RunOptions:
     """The options a checkpoint was trained with; ModelFileError when they are incomplete or invalid."""
     training = saved.get("training")
-    if not isinstance(training, dict) or set(training) != {f.name for f in fields(RunOptions)} \
-            or not isinstance(saved.get("data_fingerprint"), str):
+    # Options added since (arch, layers, optimiser...) are absent from older checkpoints: they take their
+    # defaults, which are what those runs trained with.
+    if not isinstance(training, dict) or not set(training) <= {f.name for f in fields(RunOptions)} \
+            or not set(training) >= set(PRE_STACK_OPTIONS) or not isinstance(saved.get("data_fingerprint"), str):
         raise ModelFileError(f"{where}: checkpoint has no complete training options and data fingerprint")
     try:
         return RunOptions(**training)
@@ -92,7 +98,7 @@ def _train_locked(run: RunDir, given: dict[str, Any], *, data_dir: str | os.Path
     if resume and train_fingerprint != fingerprint:
         raise ConfigError(f"the {data.name} training data in {data.directory} differs from the checkpoint's")
     if net is None:
-        net = ConvNet(**asdict(options.network), input_shape=data.train_images.shape[1:], seed=options.seed)
+        net = build_network(options.network, input_shape=data.train_images.shape[1:], seed=options.seed)
         net.dataset = data.name
     saved_options = {"training": options.to_json(), "data_fingerprint": train_fingerprint}
 

@@ -1,7 +1,8 @@
 """Training by stochastic gradient descent: fit, the shuffled record stream, the per-epoch history.
 
-One step on a batch B:  θ ← θ − η ∂L_B/∂θ  for θ in (f, W, b), η the learning rate and L_B the mean
+One step on a batch B:  θ ← θ − η ∂L_B/∂θ  for every parameter θ, η the learning rate and L_B the mean
 cross-entropy over B. Batch size 1 is the write-up's stochastic gradient descent (one record per update).
+Other optimisers (momentum, Nesterov, Adam) and schedules of η over the epochs: train/optimisers.py.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from scratchcnn.nn.metrics import evaluate
 from scratchcnn.nn.model import ConvNet
 from scratchcnn.nn.stack import Stack
 from scratchcnn.options import ENGINES, TRAINING, TrainOptions
+from scratchcnn.train import optimisers
 
 
 @dataclass
@@ -92,6 +94,7 @@ class TrainState:
     order: np.ndarray  # the shuffled record order of the current pass over the training set
     position: int  # how far into ``order`` the stream has got
     history: History
+    optimiser: dict[str, Any] | None = None  # the optimiser's state() (its buffers: momentum, Adam's averages)
 
 
 class RecordStream:
@@ -131,6 +134,10 @@ def fit(
     validation_size: float | int = TRAINING.validation_size,
     seed: int = TRAINING.seed,
     engine: str = TRAINING.engine,
+    optimiser: str = TRAINING.optimiser,
+    momentum: float = TRAINING.momentum,
+    weight_decay: float = TRAINING.weight_decay,
+    schedule: str = TRAINING.schedule,
     progress: bool = False,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     save_state: Callable[[TrainState], None] | None = None,
@@ -145,13 +152,21 @@ def fit(
     state back as ``resume`` (with the same data, options and parameters) continues the run exactly.
     A NaN or infinite loss stops training and restores the parameters of the last good epoch.
     ``engine``: "numba" (compiled), "numpy" (the readable reference) or "auto" (numba if installed).
+    ``optimiser`` (sgd, momentum, nesterov, adam), ``momentum`` μ, ``weight_decay`` λ and ``schedule``
+    (η per epoch: constant, step, cosine) are train/optimisers.py's.
     """
     TrainOptions(learning_rate=learning_rate, epochs=epochs, batch_size=batch_size, epoch_size=epoch_size,
-                 train_size=train_size, validation_size=validation_size, seed=seed, engine=engine)  # checks them
+                 train_size=train_size, validation_size=validation_size, seed=seed, engine=engine,
+                 optimiser=optimiser, momentum=momentum, weight_decay=weight_decay, schedule=schedule)  # checks them
     X = net.check_images(images)  # uint8 stays 1 byte a pixel: scaled batch by batch
     y = net.prepare_labels(labels, len(X))
-    # The compiled engine runs ConvNet; any other network (a Stack) trains on the NumPy path.
-    compiled = resolve_engine(engine) == "numba" and isinstance(net, ConvNet)
+    opt = optimisers.make(optimiser, momentum=momentum, weight_decay=weight_decay)
+    rate = optimisers.schedule_for(schedule, epochs)
+    if resume is not None and resume.optimiser is not None:
+        opt.load_state(resume.optimiser)
+    plain = optimiser == "sgd" and not weight_decay  # θ ← θ − η g: what the seed network's kernel does
+    # The compiled kernel is the seed network's (ConvNet, plain SGD); anything else trains on the NumPy path.
+    compiled = resolve_engine(engine) == "numba" and isinstance(net, ConvNet) and plain
     n, held_out = split_sizes(len(X), train_size, validation_size)
     rng = np.random.default_rng(seed)
     split = rng.permutation(n)
@@ -178,8 +193,8 @@ def fit(
             last_good = {name: p.copy() for name, p in params.items()}
             start = time.perf_counter()
             order = stream.take(epoch_size)
-            # θ ← θ − η ∂L/∂θ for each batch of the epoch (engine.py; the NumPy path is model.py's equations)
-            steps, L = engines.sgd_epoch(net, X_train, y_train, order, learning_rate, batch_size, compiled)
+            eta = rate(learning_rate, epoch - 1)  # η_e: the schedule's rate for this epoch (e from 0)
+            steps, L = _epoch(net, X_train, y_train, order, eta, batch_size, opt, compiled=compiled, plain=plain)
             step += steps
             bar.update(epoch_size)
             seconds = time.perf_counter() - start
@@ -200,8 +215,28 @@ def fit(
             if on_epoch:
                 on_epoch(record)
             if save_state:
-                save_state(TrainState(epoch, step, rng.bit_generator.state, stream.order, stream.position, history))
+                save_state(TrainState(epoch, step, rng.bit_generator.state, stream.order, stream.position, history,
+                                      opt.state()))
     return history
+
+
+def _epoch(net: ConvNet | Stack, X: np.ndarray, y: np.ndarray, order: np.ndarray, eta: float, batch_size: int,
+           opt: optimisers.Optimiser, *, compiled: bool, plain: bool) -> tuple[int, float]:
+    """One epoch of updates over ``order``: (steps done, last batch's loss); stops at a non-finite loss."""
+    if plain and isinstance(net, ConvNet):
+        # θ ← θ − η ∂L/∂θ for each batch (engine.py, compiled, or model.py's equations with NumPy)
+        steps, L = engines.sgd_epoch(net, X, y, order, eta, batch_size, compiled)
+        opt.t += steps
+        return steps, L
+    params, steps, L = net.parameters(), 0, math.nan
+    for first in range(0, len(order), batch_size):
+        batch = order[first : first + batch_size]
+        L, grads = net.loss_and_gradients_prepared(net.scale(X[batch]), y[batch])
+        if not math.isfinite(L):
+            break
+        opt.step(params, grads, eta)  # θ ← θ − η · (the optimiser's direction)
+        steps += 1
+    return steps, L
 
 
 def _or_none(pair: tuple[float, float]) -> tuple[float | None, float | None]:
