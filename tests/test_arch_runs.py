@@ -13,12 +13,12 @@ from conftest import run_main
 from helpers import one_line_error
 
 from scratchcnn import ConvNet
+from scratchcnn.errors import ConfigError, ModelFileError
 from scratchcnn.nn.network import as_stack, build_network, from_spec, load_model, network_spec
 from scratchcnn.nn.stack import Stack
 from scratchcnn.options import ARCH_DEFAULTS, NetworkOptions, resolve
 from scratchcnn.train import fit
 from scratchcnn.train.checkpoint import load_checkpoint, save_checkpoint
-from scratchcnn.errors import ConfigError, ModelFileError
 
 SMALL = ["--epochs", 2, "--validation-size", 4]
 
@@ -134,7 +134,7 @@ def test_a_lenet_run_killed_after_an_epoch_resumes_to_the_same_model(fake: Path,
     flags = ["--arch", "lenet", "--validation-size", 4, "--epochs", 3]
     assert train(capsys, fake, tmp_path / "whole", *flags)[0] == 0
     assert train(capsys, fake, tmp_path / "part", *flags[:-1], 1)[0] == 0
-    status, out, err = run_main(["train", "--resume", tmp_path / "part", "--epochs", 3, "--data-dir", fake], capsys)
+    status, _, err = run_main(["train", "--resume", tmp_path / "part", "--epochs", 3, "--data-dir", fake], capsys)
     assert status == 0, err
     whole, part = arrays(tmp_path / "whole" / "model.npz"), arrays(tmp_path / "part" / "model.npz")
     assert {name: a.tobytes() for name, a in whole.items()} == {name: a.tobytes() for name, a in part.items()}
@@ -163,7 +163,8 @@ def test_old_seed_model_files_still_load_as_convnets(tmp_path: Path) -> None:
     net = ConvNet(seed=4)
     loaded = load_model(net.save(tmp_path / "old.npz"))
     assert isinstance(loaded, ConvNet) and loaded.W.tobytes() == net.W.tobytes()
-    assert np.array_equal(as_stack(loaded).predict_proba(np.zeros((1, 28, 28))), net.predict_proba(np.zeros((1, 28, 28))))
+    blank = np.zeros((1, 28, 28))
+    assert np.array_equal(as_stack(loaded).predict_proba(blank), net.predict_proba(blank))
 
 
 def test_network_options_refuse_an_empty_spec() -> None:
