@@ -17,6 +17,7 @@ from conftest import make_fake_dataset, skip_or_fail
 
 from scratchcnn.cli import main
 from scratchcnn.nn.model import ConvNet
+from scratchcnn.nn.network import as_stack
 from scratchcnn.viz.explorer import PICKER_IMAGES, build_page, write_explorer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -54,11 +55,13 @@ def test_page_embeds_the_exact_parameters_and_links_to_nothing(tmp_path: Path, c
     assert "http://" not in page and "https://" not in page
     assert not re.search(r"<(script|img|iframe)[^>]*\ssrc=", page) and 'href="data:,"' in page
     assert "<canvas id=\"draw\"" in page and "window.scratchcnn" in page and "__DATA__" not in page
-    data = embedded(page)
-    assert data["config"] == json.loads(json.dumps(net.config))
-    for name, value in net.parameters().items():
-        np.testing.assert_array_equal(np.asarray(data[name], value.dtype).reshape(value.shape), value)
-    assert (data["b"] is None) != net.bias
+    data = embedded(page)  # the network as the stack it is: "<layer index>.<name>" parameters, flat
+    stack = as_stack(net)
+    assert data["config"] == json.loads(json.dumps(stack.config)) and data["shapes"][-1] == [net.classes]
+    for name, value in stack.parameters().items():
+        np.testing.assert_array_equal(np.asarray(data["params"][name], value.dtype).reshape(value.shape), value)
+    np.testing.assert_array_equal(np.asarray(data["params"]["0.f"], net.dtype).reshape(net.f.shape), net.f)
+    assert any(name.endswith(".b") for name in data["params"]) == net.bias
     pixels = np.frombuffer(base64.b64decode(data["images"]["base64"]), np.uint8)
     np.testing.assert_array_equal(pixels.reshape(images.shape), images)
     assert len(data["class_names"]) == net.classes

@@ -16,7 +16,8 @@ def add_commands(commands: Any) -> None:
         "explore", help="one HTML page: draw a digit, see X, f_k, Y_k, Z_k and P live",
         description="Write one self-contained HTML page for a trained model: a canvas to draw on (mouse or touch), "
         "a picker of test images, and, live as you draw, the input, the kernels f_k, the convolved images Y_k, the "
-        "pooled images Z_k and the class probabilities; hovering over Y_k shows the sum that produced the pixel. It "
+        "pooled images Z_k (for a deeper network, those of every convolution) and the class probabilities; hovering "
+        "over Y_k shows the sum that produced the pixel. It "
         "also shows the training curves (from history.json beside the model) and the test accuracy. The network "
         "runs in the page's JavaScript with the model's own parameters; the file links to nothing and opens "
         "from disk, offline. Test images are read from disk, never downloaded: without them the page has no "

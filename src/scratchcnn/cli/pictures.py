@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,12 @@ from scratchcnn.cli.options import add_data_options, add_json_option, natural_in
 from scratchcnn.data import CLASS_NAMES, load_dataset
 from scratchcnn.errors import ConfigError
 from scratchcnn.nn.metrics import confusion_matrix
-from scratchcnn.nn.model import ConvNet
+from scratchcnn.nn.network import load_model
 from scratchcnn.options import RunOptions
 from scratchcnn.train.rundir import RunDir
-from scratchcnn.viz.figures import FORMATS, model_figures
+from scratchcnn.viz.figures import FORMATS, figure_stem, model_figures
 from scratchcnn.viz.report import REPORT_NAME, write_report
+from scratchcnn.viz.stack_figures import left_out
 
 
 def add_commands(commands: Any) -> None:
@@ -31,7 +33,9 @@ def add_figures_command(commands: Any) -> None:
         description="Draw the write-up's pictures for a trained model: a test record as an image and as a 3-D "
         "surface, the kernels as images and surfaces, the convolved images Y_k and pooled images Z_k of that "
         "record, the training history (from history.json beside the model), the confusion matrix on the test "
-        "set, and the dense weights W per class and filter. One file each.\n\n"
+        "set, and the dense weights W per class and filter. One file each. A deeper network also gets the "
+        "filters and maps of each further convolution (03-kernels-2.png, 05-convolved-2.png, ...); a picture "
+        "its shape has no place for is left out with a note.\n\n"
         "example: scratchcnn figures runs/demo/model.npz --image-index 0 --format svg",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -62,7 +66,7 @@ def add_report_command(commands: Any) -> None:
 
 
 def run_figures(args: argparse.Namespace) -> int:
-    net = ConvNet.load(args.model)
+    net = load_model(args.model)
     name = args.dataset or net.dataset or RunOptions.dataset
     run = RunDir.of_model(args.model)
     data = load_dataset(name, run.data_dir(args.data_dir), download=args.download, progress=show_progress(args),
@@ -77,8 +81,11 @@ def run_figures(args: argparse.Namespace) -> int:
     label = names[int(y_true[args.image_index])]
     out = args.out or args.model.parent / "figures"
     paths = model_figures(net, data.test_images[args.image_index], label, history, matrix, names, out, args.format)
+    skipped = {figure_stem(key): why for key, why in left_out(net).items()}
+    for stem, why in skipped.items():
+        print(f"scratchcnn: note: no {stem}: {why}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"figures": {key: str(path) for key, path in paths.items()}}))
+        print(json.dumps({"figures": {key: str(path) for key, path in paths.items()}, "left_out": skipped}))
     else:
         for path in paths.values():
             print(path)

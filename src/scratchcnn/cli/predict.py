@@ -14,7 +14,7 @@ from scratchcnn.cli.options import EXIT_BAD_INPUT
 from scratchcnn.data import CLASS_NAMES
 from scratchcnn.data.images import MNIST_SHAPE, ImageError, oddness, read_digit, require_pillow, save_png, typical_mnist
 from scratchcnn.errors import ScratchCNNError
-from scratchcnn.nn.model import ConvNet
+from scratchcnn.nn.network import Network, load_model
 
 TOP = 3  # probabilities printed per file
 UNLIKE = "(unlike the training images)"  # printed beside the guess for a picture that looks like no MNIST digit
@@ -67,7 +67,7 @@ def add_commands(commands: Any) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     require_pillow()  # before anything else: without Pillow, say only how to get it
-    net = ConvNet.load(args.model)
+    net = load_model(args.model)  # either kind of network: both give predict_proba (N, H, W) → (N, C)
     if args.show_preprocessed is not None:
         args.show_preprocessed.mkdir(parents=True, exist_ok=True)  # fail now, not after the first file
     results: list[dict[str, Any]] = []
@@ -105,7 +105,7 @@ def run_predict(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if any("error" in result for result in results) else 0
 
 
-def _class_names(net: ConvNet, classes: int) -> list[str]:
+def _class_names(net: Network, classes: int) -> list[str]:
     """The dataset's class names when the model says which dataset it was trained on; else "0", "1", ..."""
     names = CLASS_NAMES.get(net.dataset or "")
     if names is None or len(names) != classes:
@@ -113,7 +113,7 @@ def _class_names(net: ConvNet, classes: int) -> list[str]:
     return list(names)
 
 
-def _mark_unlike(net: ConvNet, results: list[dict[str, Any]], seen: list[np.ndarray]) -> None:
+def _mark_unlike(net: Network, results: list[dict[str, Any]], seen: list[np.ndarray]) -> None:
     """Mark the good results whose prepared image (28, 28) is unlike MNIST's training digits (see oddness).
 
     Only for a model trained on MNIST at its size: the reference describes MNIST's digits, nothing else.

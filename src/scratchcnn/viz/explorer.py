@@ -1,8 +1,13 @@
 """The explorer page: one self-contained HTML file to draw a digit and watch the network work on it.
 
-The page is assets/explorer.html with explorer.css and explorer.js inlined: one file holding the model's
-parameters as JSON, up to PICKER_IMAGES test images, the training curves as inline SVG and the forward
-pass in JavaScript. It links to nothing, so it opens from disk in any modern browser, offline.
+The page is assets/explorer.html with explorer.css, network.js and explorer.js inlined: one file holding
+the model's parameters as JSON, up to PICKER_IMAGES test images, the training curves as inline SVG, the
+forward pass in JavaScript (network.js: no DOM, so a Web Worker can load the same file) and the page's
+drawing and interaction (explorer.js). It links to nothing, so it opens from disk in any modern browser,
+offline.
+
+Every network reaches the page as a stack (``as_stack``: a ConvNet as the stack it is), so network.js
+has one forward function per layer type, mirroring nn/stack_layers.py layer by layer.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from scratchcnn.data import CLASS_NAMES, load_dataset
 from scratchcnn.errors import ScratchCNNError, first_line
 from scratchcnn.files import write_text_atomically
 from scratchcnn.nn.model import ConvNet
+from scratchcnn.nn.network import Network, as_stack, load_model, network_spec
 from scratchcnn.options import RunOptions
 from scratchcnn.train.rundir import RunDir
 
@@ -47,7 +53,7 @@ def write_explorer(model: str | os.PathLike, out: str | os.PathLike | None = Non
     picker and a note says so. history.json beside the model gives the training curves and test accuracy.
     """
     model = Path(model)
-    net = ConvNet.load(model)
+    net = load_model(model)
     notes: list[str] = []
     dataset = net.dataset or RunOptions.dataset
     images = labels = None
@@ -85,15 +91,18 @@ def read_history(run: RunDir) -> tuple[list[dict[str, Any]] | None, float | None
     return summary["history"], summary.get("test_accuracy"), None
 
 
-def page_data(net: ConvNet, images: np.ndarray | None = None, labels: np.ndarray | None = None,
+def page_data(net: Network, images: np.ndarray | None = None, labels: np.ndarray | None = None,
               images_note: str | None = None) -> dict[str, Any]:
-    """The JSON the page computes with: configuration, parameters (flat, row-major), class names, images."""
+    """The JSON the page computes with: the network as a stack (its config, each layer's spec and input
+    shape then the output's, its parameters "<layer index>.<name>" flat and row-major), class names, images."""
     names = CLASS_NAMES.get(net.dataset or "", ())
     if len(names) != net.classes:
         names = tuple(str(c) for c in range(net.classes))
+    stack = as_stack(net)
     data: dict[str, Any] = {
-        "config": net.config, "dataset": net.dataset, "class_names": list(names),
-        "f": _numbers(net.f), "W": _numbers(net.W), "b": _numbers(net.b) if net.bias else None,
+        "config": stack.config, "specs": [layer.spec() for layer in stack.layers],
+        "shapes": [list(shape) for shape in stack.shapes], "dataset": net.dataset, "class_names": list(names),
+        "params": {name: _numbers(value) for name, value in stack.parameters().items()},
         "centre_default": True, "images": None, "images_note": images_note,
     }
     if images is not None and labels is not None and len(images):
@@ -105,7 +114,7 @@ def page_data(net: ConvNet, images: np.ndarray | None = None, labels: np.ndarray
     return data
 
 
-def build_page(net: ConvNet, *, title: str = "scratchcnn explorer", images: np.ndarray | None = None,
+def build_page(net: Network, *, title: str = "scratchcnn explorer", images: np.ndarray | None = None,
                labels: np.ndarray | None = None, history: list[dict[str, Any]] | None = None,
                test_accuracy: float | None = None, images_note: str | None = None) -> str:
     """The whole HTML page as a string."""
@@ -117,7 +126,8 @@ def build_page(net: ConvNet, *, title: str = "scratchcnn explorer", images: np.n
         "__CURVES__": curves_svg(history, test_accuracy), "__DATA__": data,
     }
     page = _asset("explorer.html").replace("__STYLE__", _asset("explorer.css"))
-    page = page.replace("__SCRIPT__", _asset("explorer.js"))
+    # network.js first, in its own <script>: explorer.js uses the ScratchNet it defines.
+    page = page.replace("__NETWORK__", _asset("network.js")).replace("__SCRIPT__", _asset("explorer.js"))
     for key in ("__TITLE__", "__SUMMARY__", "__CURVES__", "__DATA__"):  # __DATA__ last: its text is not scanned
         page = page.replace(key, replacements[key])
     return page
@@ -129,13 +139,15 @@ def _asset(name: str) -> str:
     return resources.files("scratchcnn.viz").joinpath("assets", name).read_text(encoding="utf-8")
 
 
-def describe(net: ConvNet, test_accuracy: float | None) -> str:
+def describe(net: Network, test_accuracy: float | None) -> str:
+    """One sentence: the network's shape, its input, classes, data and test accuracy."""
     H, W = net.input_shape
-    parts = [
-        f"{net.filters} filters of {net.kernel_size}×{net.kernel_size}", f"pooling: {net.pool}",
-        f"activation: {net.activation}", "with bias b" if net.bias else "no bias",
-        f"input {H}×{W}", f"{net.classes} classes", f"trained on {net.dataset or 'unknown data'}",
-    ]
+    if isinstance(net, ConvNet):
+        shape = [f"{net.filters} filters of {net.kernel_size}×{net.kernel_size}", f"pooling: {net.pool}",
+                 f"activation: {net.activation}", "with bias b" if net.bias else "no bias"]
+    else:
+        shape = [f"{len(net.layers)} layers: {network_spec(net).replace(',', ' → ')}"]
+    parts = [*shape, f"input {H}×{W}", f"{net.classes} classes", f"trained on {net.dataset or 'unknown data'}"]
     accuracy = f"test accuracy {100 * test_accuracy:.2f} %" if test_accuracy is not None else "test accuracy unknown"
     return ", ".join(parts) + "; " + accuracy + "."
 

@@ -6,6 +6,7 @@ Filters use a diverging colour map centred on 0 (red positive, blue negative) wi
 by all panels, so the colours of two panels can be compared; the dense weights get one scale per
 filter (column), and the convolved and pooled images one per image (still white at 0), so a weak
 filter's weights and response stay visible. The input X is drawn as MNIST stores it: white ink on black.
+Any network is drawn as the stack it is: stack_figures.py picks the pictures of its layers.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from scratchcnn.errors import ConfigError
 from scratchcnn.files import write_atomically
-from scratchcnn.nn.model import ConvNet
+from scratchcnn.nn.network import Network
 
 FIGURE_NAMES = {  # key → file stem of the figures model_figures writes
     "record": "01-record", "record_surface": "02-record-surface", "kernels": "03-kernels",
@@ -49,7 +50,7 @@ def new_figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def _symmetric(values: np.ndarray) -> Normalize:
+def symmetric_scale(values: np.ndarray) -> Normalize:
     """A colour scale centred on 0 covering ±max|values| (±1 if all are 0)."""
     limit = float(np.max(np.abs(values))) if np.size(values) else 0.0
     return Normalize(-limit, limit) if limit > 0 and math.isfinite(limit) else Normalize(-1, 1)
@@ -59,7 +60,7 @@ def _own_scale(values: np.ndarray) -> tuple[Normalize, str]:
     """Diverging around 0; white to red from 0 when nothing is negative (e.g. after a ReLU)."""
     if values.min() >= 0 and values.max() > 0:
         return Normalize(0, float(values.max())), "Reds"
-    return _symmetric(values), DIVERGING
+    return symmetric_scale(values), DIVERGING
 
 
 def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:
@@ -76,7 +77,7 @@ def _image_panels(fig: Figure, maps: np.ndarray, titles: Sequence[str], cbar_lab
     """
     rows, cols = _grid(len(maps))
     axes = fig.subplots(rows, cols, squeeze=False)
-    norm = _symmetric(maps)
+    norm = symmetric_scale(maps)
     for index, ax in enumerate(axes.flat):
         if index >= len(maps):
             ax.set_axis_off()
@@ -155,7 +156,7 @@ def plot_record_surface(image: np.ndarray, label: str) -> Figure:
 def plot_kernels(f: np.ndarray) -> Figure:
     """The K filters f: (K, k, k) as images, their values written in the cells when k ≤ 5."""
     f = np.asarray(f, float)
-    (K, k, _), (rows, cols), limit = f.shape, _grid(len(f)), _symmetric(f).vmax
+    (K, k, _), (rows, cols), limit = f.shape, _grid(len(f)), symmetric_scale(f).vmax
     fig = new_figure(1.0 + 2.6 * cols, 0.8 + 2.6 * rows)
     axes = _image_panels(fig, f, [f"$f_{{{n + 1}}}$" for n in range(K)], "filter weight $f_k(a, b)$",
                          xlabel="b (column offset)", ylabel="a (row offset)")
@@ -171,7 +172,7 @@ def plot_kernels(f: np.ndarray) -> Figure:
 
 def plot_kernel_surfaces(f: np.ndarray) -> Figure:
     """The K filters f: (K, k, k) as surfaces, height = weight, on a shared vertical scale."""
-    f, norm = np.asarray(f, float), _symmetric(f)
+    f, norm = np.asarray(f, float), symmetric_scale(f)
     K, (rows, cols) = len(f), _grid(len(f))
     fig = new_figure(1.0 + 3.4 * cols, 0.6 + 3.1 * rows)
     axes = [fig.add_subplot(rows, cols, n + 1, projection="3d") for n in range(K)]
@@ -192,7 +193,7 @@ def plot_kernel_surfaces(f: np.ndarray) -> Figure:
     return fig
 
 
-def _feature_maps(maps: np.ndarray, symbol: str, title: str) -> Figure:
+def feature_maps_figure(maps: np.ndarray, symbol: str, title: str) -> Figure:
     """Images (K, rows, cols), each on its own colour scale centred on 0, titled symbol_k(i, j)."""
     maps = np.asarray(maps, float)
     rows, cols = _grid(len(maps))
@@ -204,13 +205,13 @@ def _feature_maps(maps: np.ndarray, symbol: str, title: str) -> Figure:
 
 def plot_convolved(Y: np.ndarray) -> Figure:
     """The convolved images Y: (K, H, W)."""
-    return _feature_maps(Y, "Y", r"Convolved images $Y_k(i,j) = \Sigma_a\, \Sigma_b\, X(i+a,\,j+b)\, f_k(a,b)$"
-                                 " (white = 0)")
+    title = r"Convolved images $Y_k(i,j) = \Sigma_a\, \Sigma_b\, X(i+a,\,j+b)\, f_k(a,b)$ (white = 0)"
+    return feature_maps_figure(Y, "Y", title)
 
 
 def plot_pooled(Z: np.ndarray, pool: str) -> Figure:
     """The pooled images Z: (K, H', W') that the dense layer sees; pool names the pooling."""
-    return _feature_maps(Z, "Z", f"Pooled images {POOL_TITLES.get(pool, f'({pool})')}")
+    return feature_maps_figure(Z, "Z", f"Pooled images {POOL_TITLES.get(pool, f'({pool})')}")
 
 
 def plot_weights(W: np.ndarray, class_names: Sequence[str]) -> Figure:
@@ -225,7 +226,7 @@ def plot_weights(W: np.ndarray, class_names: Sequence[str]) -> Figure:
     fig = new_figure(max(6.4, 2.4 + 1.4 * K), 1.8 + 1.0 * classes)
     axes = fig.subplots(classes, K, squeeze=False)
     for n in range(K):
-        norm = _symmetric(W[:, n])
+        norm = symmetric_scale(W[:, n])
         for c, ax in enumerate(axes[:, n]):
             ax.imshow(W[c, n], cmap=DIVERGING, norm=norm, interpolation="nearest")
             ax.set_xticks([])
@@ -312,29 +313,38 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     return write_atomically(path, lambda fh: fh.write(data))
 
 
-def model_figure_set(net: ConvNet, image: np.ndarray | None, label: str, history: Sequence[dict] | None,
+def figure_stem(key: str) -> str:
+    """The file stem of a figure: FIGURE_NAMES[key], or for convolution n's "convolved_n" "05-convolved-n"."""
+    base, _, number = key.rpartition("_")
+    return f"{FIGURE_NAMES[base]}-{number}" if number.isdigit() else FIGURE_NAMES[key]
+
+
+def model_figure_set(net: Network, image: np.ndarray | None, label: str, history: Sequence[dict] | None,
                      matrix: np.ndarray | None, class_names: Sequence[str]) -> dict[str, Figure]:
-    """Figures 1–9 by FIGURE_NAMES key; those needing a missing image, history or matrix are left out."""
-    figures = {"kernels": plot_kernels(net.f), "kernel_surfaces": plot_kernel_surfaces(net.f),
-               "weights": plot_weights(net.W, class_names)}
+    """Figures 1–9 by key (see figure_stem) in file order, and a deeper network's further convolutions.
+
+    Those needing a missing image, history or matrix are left out, and those the network's shape has no
+    place for (stack_figures.left_out says why).
+    """
+    from scratchcnn.viz.stack_figures import layer_figures  # it draws with this module's functions
+
+    figures = layer_figures(net, image, class_names)
     if image is not None:
-        Y, Z = net.feature_maps(image)
-        figures.update(record=plot_record(image, label), record_surface=plot_record_surface(image, label),
-                       convolved=plot_convolved(Y), pooled=plot_pooled(Z, net.pool))
+        figures.update(record=plot_record(image, label), record_surface=plot_record_surface(image, label))
     if history is not None:
         figures["accuracy"] = plot_accuracy(history)
     if matrix is not None:
         figures["confusion"] = plot_confusion(matrix, class_names)
-    return {key: figures[key] for key in FIGURE_NAMES if key in figures}
+    return {key: figures[key] for key in sorted(figures, key=figure_stem)}
 
 
-def model_figures(net: ConvNet, image: np.ndarray, label: str, history: Sequence[dict] | None,
+def model_figures(net: Network, image: np.ndarray, label: str, history: Sequence[dict] | None,
                   matrix: np.ndarray | None, class_names: Sequence[str], out_dir: str | os.PathLike,
                   fmt: str = "png") -> dict[str, Path]:
-    """Write figures 1–9 as out_dir/<FIGURE_NAMES[key]>.<fmt>; returns their paths by key.
+    """Write the figures of model_figure_set as out_dir/<figure_stem(key)>.<fmt>; returns their paths by key.
 
     history None skips the accuracy figure, matrix None the confusion matrix.
     """
     _check_format(fmt)
     figures = model_figure_set(net, image, label, history, matrix, class_names)
-    return {key: save_figure(fig, Path(out_dir) / f"{FIGURE_NAMES[key]}.{fmt}") for key, fig in figures.items()}
+    return {key: save_figure(fig, Path(out_dir) / f"{figure_stem(key)}.{fmt}") for key, fig in figures.items()}

@@ -21,11 +21,14 @@ from scratchcnn.data import CLASS_NAMES, load_dataset
 from scratchcnn.errors import DataError, ScratchCNNError
 from scratchcnn.files import write_text_atomically
 from scratchcnn.nn.metrics import confusion_matrix
-from scratchcnn.nn.model import ConvNet
+from scratchcnn.nn.network import Network, as_stack, load_model, network_spec
+from scratchcnn.nn.stack import Stack
+from scratchcnn.nn.stack_layers import Conv, Dense, Flatten, Layer, Pool, ReLU
 from scratchcnn.options import RunOptions
 from scratchcnn.train.rundir import RunDir
 from scratchcnn.viz.experiment_figures import plot_overtraining, plot_tuning
-from scratchcnn.viz.figures import figure_bytes, model_figure_set
+from scratchcnn.viz.figures import figure_bytes, figure_stem, model_figure_set
+from scratchcnn.viz.stack_figures import dense_maps, left_out
 
 REPORT_NAME = RunDir.REPORT
 CAPTIONS = {
@@ -40,7 +43,14 @@ CAPTIONS = {
     "confusion": "How the test images of each true class (row) were classified (column); the diagonal is correct.",
     "weights": "The dense weights W. The score a_j of class j is the sum of row j, cell by cell, times Z_1 … Z_K: "
                "red cells vote for the class where Z_k is positive, blue ones against.",
+    # a deeper network's further convolutions (figure keys "kernels_2", ...): {n} is the convolution's number
+    "kernels_n": "The filters f_kc of convolution {n}: a column per filter k, a row per input channel c (a map of "
+                 "the layer before). Y_k sums each channel's map convolved with f_kc.",
+    "convolved_n": "The maps Y_k of convolution {n} for the record, each divided by its largest |value| (printed "
+                   "above it), so that a weak map stays visible.",
+    "pooled_n": "The pooled maps Z_k of convolution {n}, each on its own scale likewise.",
 }
+SEED_FAMILY_OPTIONS = ("filters", "kernel_size", "pool", "activation", "bias")  # ConvNet's; a Stack ignores them
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 70em; margin: 2em auto; padding: 0 1em; color: #222;
        line-height: 1.45; }
@@ -79,14 +89,14 @@ def _write_report(run: RunDir, out: str | os.PathLike | None, data_dir: str | os
     summary = run.read_summary()
     if summary is None:
         raise ScratchCNNError(f"{run.summary}: no such file (is {run.path} a run written by 'scratchcnn train'?)")
-    net = ConvNet.load(run.model)
+    net = load_model(run.model)
     options = summary.get("options") or {}
     dataset = net.dataset or options.get("dataset") or RunOptions.dataset
     class_names = CLASS_NAMES.get(dataset, CLASS_NAMES["mnist"])
     image, label, matrix, note = _test_figures_input(net, dataset, run.data_dir(data_dir), summary)
     figures = model_figure_set(net, image, label, summary["history"], matrix, class_names)
-    captions = dict(CAPTIONS)
-    if image is not None:
+    captions = {key: _caption(key, net) for key in figures}
+    if "record" in captions:  # the test image was found
         P = net.predict_proba(image[None])[0]
         guess = class_names[int(P.argmax())]
         captions["record"] += f" Its label is {label}; the network predicts {guess} with probability {P.max():.2f}."
@@ -97,6 +107,7 @@ def _write_report(run: RunDir, out: str | os.PathLike | None, data_dir: str | os
         _configuration_section(net, options),
         "<h2>Figures</h2>",
         f'<p class="note">{escape(note)}</p>' if note else "",
+        *(f'<p class="note">No {figure_stem(key)} figure: {escape(why)}.</p>' for key, why in left_out(net).items()),
         *(_figure_html(fig, captions[key]) for key, fig in figures.items()),
         _experiment_section(run, run.TUNING, "a learning-rate tuning result", _tuning_section),
         _experiment_section(run, run.OVERTRAINING, "an overtraining result", _overtraining_section),
@@ -112,7 +123,7 @@ def _write_report(run: RunDir, out: str | os.PathLike | None, data_dir: str | os
 # ---- inputs --------------------------------------------------------------------------------------
 
 
-def _test_figures_input(net: ConvNet, dataset: str, data_dir: str | os.PathLike | None, summary: dict[str, Any]
+def _test_figures_input(net: Network, dataset: str, data_dir: str | os.PathLike | None, summary: dict[str, Any]
                         ) -> tuple[np.ndarray | None, str, np.ndarray | None, str]:
     """(first test image, its label, confusion matrix, note for the reader) — Nones without the test set."""
     names = CLASS_NAMES.get(dataset, CLASS_NAMES["mnist"])
@@ -132,8 +143,10 @@ def _test_figures_input(net: ConvNet, dataset: str, data_dir: str | os.PathLike 
 # ---- sections ------------------------------------------------------------------------------------
 
 
-def _describe(net: ConvNet) -> str:
+def _describe(net: Network) -> str:
     H, W = net.input_shape
+    if isinstance(net, Stack):
+        return f"Stack of {len(net.layers)} layers on {H}×{W} images ({network_spec(net)})"
     pool = {"decimate": "decimation", "max": "2×2 maximum", "avg": "2×2 average"}.get(net.pool, net.pool)
     return (f"ConvNet: {net.filters} filters of {net.kernel_size}×{net.kernel_size} on {H}×{W} images, "
             f"pooling by {pool}, activation {net.activation}, {'with' if net.bias else 'no'} bias")
@@ -186,12 +199,30 @@ def _results_section(summary: dict[str, Any]) -> str:
     ])
 
 
-def _configuration_section(net: ConvNet, options: dict[str, Any]) -> str:
+def _caption(key: str, net: Network) -> str:
+    """The caption of figure ``key``; a deeper convolution's ("convolved_2") names its number."""
+    base, _, number = key.rpartition("_")
+    if number.isdigit():
+        return CAPTIONS[base + "_n"].format(n=number)
+    if key == "pooled" and dense_maps(as_stack(net)) is None:  # a deeper network: more layers read Z_k
+        return "The pooled images Z_k of the first convolution: the input of the next layer."
+    return CAPTIONS[key]
+
+
+def _configuration_section(net: Network, options: dict[str, Any]) -> str:
     unset = {"epoch_size": "all training records", "train_size": "all records"}  # what None means
-    model = [[key, _fmt(value)] for key, value in {**net.config, "dataset": net.dataset}.items()]
-    training = [[key, unset.get(key, "–") if value is None else _fmt(value)] for key, value in options.items()]
+    config = {key: value for key, value in net.config.items() if key != "layers"}  # the layers: their own table
+    model = [[key, _fmt(value)] for key, value in {"spec": network_spec(net), **config, "dataset": net.dataset}.items()]
+    unused = SEED_FAMILY_OPTIONS if isinstance(net, Stack) else ()  # a stack's shape is its spec alone
+    training = [[key, unset.get(key, "–") if value is None else _fmt(value)] for key, value in options.items()
+                if key not in unused]
+    stack = as_stack(net)
+    layers = [[str(i + 1), layer.spec(), "×".join(map(str, stack.shapes[i + 1])),
+               f"{sum(value.size for value in layer.params.values()):,}"] for i, layer in enumerate(stack.layers)]
     return "\n".join(["<h2>Configuration</h2>",
                       "<h3>Network (from model.npz)</h3>", _table(["option", "value"], model, numeric_from=2),
+                      "<h3>Its layers</h3>",
+                      _table(["layer", "spec", "output shape", "parameters"], layers, numeric_from=2),
                       "<h3>Training options (from history.json)</h3>", _table(["option", "value"], training, 2)])
 
 
@@ -260,8 +291,10 @@ def _overtraining_section(result: dict[str, Any]) -> str:
                       _table(["", "value"], rows) if rows else "", figure])
 
 
-def _equations_section(net: ConvNet) -> str:
+def _equations_section(net: Network) -> str:
     """The network's equations in HTML (fixed markup, no user text), following its configuration."""
+    if isinstance(net, Stack):
+        return _stack_equations(net)
     pool = {
         "decimate": "Z<sub>k</sub>(i/2, j/2) = Y<sub>k</sub>(i, j) &nbsp; for even i, j (decimation)",
         "max": "Z<sub>k</sub>(i, j) = max<sub>a,b ∈ {0,1}</sub> Y<sub>k</sub>(2i+a, 2j+b)",
@@ -287,15 +320,80 @@ def _equations_section(net: ConvNet) -> str:
         ("filters", "∂L/∂f<sub>k</sub>(a, b) = Σ<sub>m,n</sub> ∂L/∂Y<sub>k</sub>(m, n) X(m+a, n+b)"),
     ]
 
+    return _equations_html(
+        "Forward: the image X is convolved with each filter f<sub>k</sub>, pooled, and multiplied by W into "
+        "one score a<sub>j</sub> per class; the softmax turns the scores into probabilities P.", forward,
+        "Backward: the chain rule carries ∂L/∂A back through each step; stochastic gradient descent then "
+        "moves every parameter θ by θ ← θ − η ∂L/∂θ.", backward)
+
+
+def _equations_html(forward_text: str, forward: list[tuple[str, str]], backward_text: str,
+                    backward: list[tuple[str, str]]) -> str:
+    """The equations section: a paragraph and a table of (step, equation) rows, forward then backward."""
+
     def rows(pairs: list[tuple[str, str]]) -> str:
         return "".join(f'<tr><td>{name}</td><td class="eq">{markup}</td></tr>' for name, markup in pairs)
 
-    return "\n".join([
-        "<h2>The network's equations</h2>",
-        "<p>Forward: the image X is convolved with each filter f<sub>k</sub>, pooled, and multiplied by W into "
-        "one score a<sub>j</sub> per class; the softmax turns the scores into probabilities P.</p>",
-        f"<table>{rows(forward)}</table>",
-        "<p>Backward: the chain rule carries ∂L/∂A back through each step; stochastic gradient descent then "
-        "moves every parameter θ by θ ← θ − η ∂L/∂θ.</p>",
-        f"<table>{rows(backward)}</table>",
-    ])
+    return "\n".join(["<h2>The network's equations</h2>", f"<p>{forward_text}</p>", f"<table>{rows(forward)}</table>",
+                      f"<p>{backward_text}</p>", f"<table>{rows(backward)}</table>"])
+
+
+# ---- a deeper network's equations: one row per layer -------------------------------------------------
+
+POOLING = {
+    "decimate": "Z<sub>k</sub>(i, j) = Y<sub>k</sub>(2i, 2j) &nbsp; (decimation)",
+    "max": "Z<sub>k</sub>(i, j) = max<sub>a,b ∈ {0,1}</sub> Y<sub>k</sub>(2i+a, 2j+b)",
+    "avg": "Z<sub>k</sub>(i, j) = ¼ Σ<sub>a,b ∈ {0,1}</sub> Y<sub>k</sub>(2i+a, 2j+b)",
+}
+POOLING_BACKWARD = {
+    "decimate": "∂L/∂Y<sub>k</sub>(2i, 2j) = ∂L/∂Z<sub>k</sub>(i, j); 0 elsewhere",
+    "max": "∂L/∂Y<sub>k</sub> = ∂L/∂Z<sub>k</sub> at the (first) maximum of each window; 0 elsewhere",
+    "avg": "∂L/∂Y<sub>k</sub>(2i+a, 2j+b) = ¼ ∂L/∂Z<sub>k</sub>(i, j)",
+}
+
+
+def _layer_equation(layer: Layer, channels: int) -> str:
+    """One layer's forward equation in HTML; X is its input, with ``channels`` channels for a convolution."""
+    if isinstance(layer, Conv):
+        before = layer.pads()[0]
+        shift = f"−{before}" if before else ""
+        c, sum_c = ("<sub>c</sub>", "Σ<sub>c</sub> ") if channels > 1 else ("", "")
+        return (f"Y<sub>k</sub>(i, j) = {sum_c}Σ<sub>a</sub> Σ<sub>b</sub> X{c}(i+a{shift}, j+b{shift}) "
+                f"f<sub>k{'c' if channels > 1 else ''}</sub>(a, b){' + b<sub>k</sub>' if layer.bias else ''}"
+                f" &nbsp; ({layer.filters} filters of {layer.kernel_size}×{layer.kernel_size}, "
+                f"{'no padding' if not sum(layer.pads()) else layer.padding + ' padding: X = 0 outside the image'})")
+    if isinstance(layer, ReLU):
+        return "Y = max(0, X), value by value"
+    if isinstance(layer, Pool):
+        return POOLING[layer.how] + " &nbsp; (2×2 windows, stride 2)"
+    if isinstance(layer, Flatten):
+        return "x = the maps X<sub>1</sub> … X<sub>K</sub>, row by row, as one vector"
+    assert isinstance(layer, Dense)
+    return f"a = W x{' + b' if layer.bias else ''} &nbsp; ({layer.width} values)"
+
+
+def _stack_equations(stack: Stack) -> str:
+    """A Stack's equations in HTML: each layer's forward equation, then the backward rule of each kind."""
+    forward = [(f"{i + 1}. {layer.spec()}", _layer_equation(layer, stack.shapes[i][0]))
+               for i, layer in enumerate(stack.layers)]
+    forward += [("softmax", "P<sub>j</sub> = e<sup>a<sub>j</sub></sup> / Σ<sub>k</sub> e<sup>a<sub>k</sub></sup>"),
+                ("loss", "L = −ln P<sub>y</sub> &nbsp; (y the true class)")]
+    kinds = {type(layer) for layer in stack.layers}
+    backward = [("scores", "∂L/∂A = P − onehot(y)"),
+                ("dense", "∂L/∂W = ∂L/∂a ⊗ x, &nbsp; ∂L/∂b = ∂L/∂a, &nbsp; ∂L/∂x = W<sup>T</sup> ∂L/∂a")]
+    if Flatten in kinds:
+        backward.append(("flatten", "∂L/∂X: ∂L/∂x cut back into maps"))
+    if ReLU in kinds:
+        backward.append(("relu", "∂L/∂X = ∂L/∂Y where X &gt; 0; 0 elsewhere"))
+    backward += [(f"pool:{how}", POOLING_BACKWARD[how])
+                 for how in dict.fromkeys(layer.how for layer in stack.layers if isinstance(layer, Pool))]
+    if Conv in kinds:
+        backward.append(("conv", "∂L/∂f<sub>kc</sub>(a, b) = Σ<sub>m,n</sub> ∂L/∂Y<sub>k</sub>(m, n) "
+                         "X<sub>c</sub>(m+a, n+b), &nbsp; ∂L/∂b<sub>k</sub> = Σ<sub>m,n</sub> ∂L/∂Y<sub>k</sub>(m, n), "
+                         "&nbsp; ∂L/∂X<sub>c</sub>(u, v) = Σ<sub>k</sub> Σ<sub>a,b</sub> ∂L/∂Y<sub>k</sub>(u−a, v−b) "
+                         "f<sub>kc</sub>(a, b)"))
+    return _equations_html(
+        "Forward: each layer's output is the next one's input, from the image X to the scores a; the softmax "
+        "turns the scores into probabilities P.", forward,
+        "Backward: the chain rule carries ∂L/∂(output) back through each layer to ∂L/∂(input), collecting each "
+        "parameter's gradient on the way; the optimiser then moves every parameter θ against ∂L/∂θ.", backward)

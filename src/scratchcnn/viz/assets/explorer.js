@@ -1,61 +1,14 @@
-// The explorer's network, in the browser: the forward pass of scratchcnn's ConvNet, the same equations
-// as nn/layers.py and nn/model.py, for every option: K filters of k×k, zero padding k−1 at the
-// bottom/right, activation none|relu, pool decimate|max|avg (2×2, stride 2, odd sizes drop the last
-// row/column), A = W Z (+ b), softmax. explorer.py inlines this file into the page it writes; the page
-// links to nothing, so it works from disk, offline.
+// The explorer page in the browser: drawing, the picker, the Layers panel and the hover details. The network
+// itself (the forward pass, layer by layer, and the softmax) is network.js, inlined before this file:
+// ScratchNet.network builds it from the page's JSON. explorer.py inlines both into the page it writes; the
+// page links to nothing, so it works from disk, offline.
 "use strict";
 (function () {
   const D = JSON.parse(document.getElementById("model-data").textContent);
-  const cfg = D.config, H = cfg.input_shape[0], Wd = cfg.input_shape[1], K = cfg.filters, k = cfg.kernel_size;
-  const C = cfg.classes, R = H >> 1, Q = Wd >> 1, HW = H * Wd, RQ = R * Q, relu = cfg.activation === "relu";
-  const Arr = cfg.dtype === "float64" ? Float64Array : Float32Array;  // the exact stored parameters
-  const f = new Arr(D.f), Wt = new Arr(D.W), b = D.b ? new Arr(D.b) : null;
-  const Y = new Float64Array(K * HW), Z = new Float64Array(K * RQ), A = new Float64Array(C), P = new Float64Array(C);
+  const { params, outs, P, forward } = ScratchNet.network(D);  // outs[i]: layer i's output, for the last X
+  const cfg = D.config, specs = cfg.layers, shapes = D.shapes;  // shapes[i]: layer i's input, then the output
+  const H = cfg.input_shape[0], Wd = cfg.input_shape[1], C = cfg.classes, HW = H * Wd;
   const $ = (id) => document.getElementById(id);
-
-  // ---- the forward pass: model.py's equations -------------------------------------------------
-  function forward(X) {
-    for (let c = 0; c < K; c++) {  // Y_c(i, j) = Σ_a Σ_b X(i+a, j+b) f_c(a, b), then the activation
-      const fo = c * k * k, yo = c * HW;
-      for (let i = 0; i < H; i++) {
-        const amax = Math.min(k, H - i);
-        for (let j = 0; j < Wd; j++) {
-          const bmax = Math.min(k, Wd - j);
-          let s = 0;
-          for (let a = 0; a < amax; a++) {
-            const xr = (i + a) * Wd + j, fr = fo + a * k;
-            for (let bb = 0; bb < bmax; bb++) s += X[xr + bb] * f[fr + bb];
-          }
-          Y[yo + i * Wd + j] = relu && s < 0 ? 0 : s;
-        }
-      }
-    }
-    for (let c = 0; c < K; c++) {  // 2×2 pooling, stride 2
-      for (let p = 0; p < R; p++) {
-        for (let q = 0; q < Q; q++) {
-          const y0 = c * HW + 2 * p * Wd + 2 * q;
-          let z;
-          if (cfg.pool === "decimate") z = Y[y0];
-          else if (cfg.pool === "avg") z = (Y[y0] + Y[y0 + 1] + Y[y0 + Wd] + Y[y0 + Wd + 1]) / 4;
-          else z = Math.max(Y[y0], Y[y0 + 1], Y[y0 + Wd], Y[y0 + Wd + 1]);
-          Z[c * RQ + p * Q + q] = z;
-        }
-      }
-    }
-    const n = K * RQ;
-    let m = -Infinity;
-    for (let c = 0; c < C; c++) {  // A = W Z (+ b)
-      let s = b ? b[c] : 0;
-      const wo = c * n;
-      for (let i = 0; i < n; i++) s += Wt[wo + i] * Z[i];
-      A[c] = s;
-      if (s > m) m = s;
-    }
-    let total = 0;
-    for (let c = 0; c < C; c++) { P[c] = Math.exp(A[c] - m); total += P[c]; }  // softmax
-    for (let c = 0; c < C; c++) P[c] /= total;
-    return P;
-  }
 
   // ---- drawing: a soft round brush on an H×W grid ---------------------------------------------
   const G = new Float64Array(HW);  // what was drawn (or picked), 0..1
@@ -150,36 +103,83 @@
   const scaleText = (v) => "±" + (v >= 1000 ? v.toFixed(0) : v.toPrecision(4));
   const fmt = (v) => (Math.abs(v) < 5e-4 ? "0.000" : v.toFixed(3));
 
+  // ---- the Layers panel: each convolution with its activation and pooling, one row per filter ----------
+  // A block: conv layer `conv`, the layer drawn as Y_k (the conv, or the ReLU after it) and the one drawn
+  // as Z_k (the pooling after it, or the ReLU after that), if any. The seed network has one block.
+  const padBefore = ScratchNet.padBefore;
+  const next = (i, type) => specs[i + 1] !== undefined && specs[i + 1].type === type;
+  const blocks = [];
+  specs.forEach((L, i) => {
+    if (L.type !== "conv") return;
+    const y = next(i, "relu") ? i + 1 : i, pool = next(y, "pool") ? y + 1 : -1;
+    const z = pool < 0 ? -1 : next(pool, "relu") ? pool + 1 : pool;
+    const [Cin, Hin, Win] = shapes[i], [K, Ho, Wo] = shapes[i + 1], [, R, Q] = pool < 0 ? [] : shapes[pool + 1];
+    blocks.push({ conv: i, y, pool, z, Cin, Hin, Win, K, Ho, Wo, R, Q, k: L.kernel_size, before: padBefore(L),
+      n: blocks.length + 1, maps: [] });
+  });
   const drawEl = $("draw"), inputEl = $("input");
   drawEl.width = Wd; drawEl.height = H; inputEl.width = Wd; inputEl.height = H;
-  const layers = $("layers"), maps = [];
-  layers.innerHTML = "<tr><th></th><th>kernel f<sub>k</sub> (" + k + "×" + k + ")</th><th>convolved Y<sub>k</sub>" +
-    (relu ? " (after ReLU)" : "") + "</th><th>pooled Z<sub>k</sub> (" + cfg.pool + ")</th></tr>";
-  const scaleLabel = (id) => {  // the "±max" printed under a map
-    const el = document.createElement("div"); el.className = "scale"; el.id = id; return el;
-  };
-  for (let c = 0; c < K; c++) {
-    const tr = document.createElement("tr"), fk = canvas(k, k, "kern");
-    const yk = canvas(Wd, H, "map"), zk = canvas(Q, R, "map"), n = c + 1;
-    const m = { fk, yk, zk, fs: scaleLabel("scale-f" + n), ys: scaleLabel("scale-Y" + n),
-      zs: scaleLabel("scale-Z" + n) };
-    const cells = [[document.createTextNode("k = " + n)], [fk, m.fs], [yk, m.ys], [zk, m.zs]];
-    for (const nodes of cells) { const td = document.createElement("td"); td.append(...nodes); tr.appendChild(td); }
-    layers.appendChild(tr);
-    yk.addEventListener("mousemove", (e) => showY(c, e)); zk.addEventListener("mousemove", (e) => showZ(c, e));
-    yk.addEventListener("mouseleave", hideWindow); zk.addEventListener("mouseleave", hideWindow);
-    maps.push(m);
+  const scaleLabel = (id) => Object.assign(document.createElement("div"), { className: "scale", id });  // "±max"
+  function mapCanvas(w, h, side) {  // the longer side `side` CSS pixels, the pixels square
+    const el = canvas(w, h, "map"), s = side / Math.max(w, h);
+    el.style.width = w * s + "px"; el.style.height = h * s + "px";
+    return el;
+  }
+  function buildBlock(blk) {
+    const sfx = blk.n > 1 ? "-" + blk.n : "", side = blk.n > 1 ? 96 : 168, table = document.createElement("table");
+    const relu = blk.y !== blk.conv, kernels = blk.Cin === 1;
+    table.className = "layers";
+    const kernel = "<th>kernel f<sub>k</sub> (" + blk.k + "×" + blk.k + ")</th>";
+    table.innerHTML = "<tr><th></th>" + (kernels ? kernel : "") +
+      "<th>convolved Y<sub>k</sub>" + (relu ? " (after ReLU)" : "") + "</th>" +
+      (blk.z < 0 ? "" : "<th>pooled Z<sub>k</sub> (" + specs[blk.pool].how + ")</th>") + "</tr>";
+    for (let c = 0; c < blk.K; c++) {
+      const tr = document.createElement("tr"), n = c + 1, m = {};
+      const cells = [[document.createTextNode("k = " + n)]];
+      if (kernels) {
+        m.fk = canvas(blk.k, blk.k, "kern"); m.fs = scaleLabel("scale-f" + n + sfx); cells.push([m.fk, m.fs]);
+      }
+      m.yk = mapCanvas(blk.Wo, blk.Ho, side); m.ys = scaleLabel("scale-Y" + n + sfx); cells.push([m.yk, m.ys]);
+      m.yk.addEventListener("mousemove", (e) => showY(blk, c, e));
+      if (blk.z >= 0) {
+        m.zk = mapCanvas(blk.Q, blk.R, side); m.zs = scaleLabel("scale-Z" + n + sfx); cells.push([m.zk, m.zs]);
+        m.zk.addEventListener("mousemove", (e) => showZ(blk, c, e));
+      }
+      for (const el of [m.yk, m.zk]) if (el) el.addEventListener("mouseleave", hideWindow);
+      for (const nodes of cells) { const td = document.createElement("td"); td.append(...nodes); tr.appendChild(td); }
+      table.appendChild(tr);
+      blk.maps.push(m);
+    }
+    if (blocks.length > 1) {  // a deeper stack: say which layers each table shows
+      const h = document.createElement("h3"), last = Math.max(blk.y, blk.z);
+      h.textContent = "convolution " + blk.n + " of " + blocks.length + ": layers " + (blk.conv + 1) + "–" +
+        (last + 1) + ", " + D.specs.slice(blk.conv, last + 1).join(" → ") + (kernels ? "" : " (its " + blk.Cin +
+        "-channel kernels f_kc: see scratchcnn figures)");
+      $("layers").appendChild(h);
+    }
+    $("layers").appendChild(table);
+  }
+  blocks.forEach(buildBlock);
+  if (!blocks.length) $("layers").textContent = "This network has no convolution: no maps to draw.";
+  if (blocks.some((blk) => blk.Cin > 1 || blk.before > 0 || params[blk.conv].b)) {
+    $("detail").querySelector(".hint").innerHTML = "Y<sub>k</sub>(i, j) = Σ<sub>c</sub> Σ<sub>a,b</sub> " +
+      "X<sub>c</sub>(i+a−p, j+b−p) f<sub>kc</sub>(a, b) (+ b<sub>k</sub>), X<sub>c</sub> the layer's input " +
+      "channel c, 0 outside the image; p the padding above and left.";
   }
   // Each map on its own colour scale ±max|map| by default, so a weak filter's maps stay visible; with
   // "shared scale" ticked, one scale per column (the column's max), so maps of a column can be compared.
   function paintMaps(shared) {
-    const columns = [[f, k * k, "fk", "fs", k, k], [Y, HW, "yk", "ys", Wd, H], [Z, RQ, "zk", "zs", Q, R]];
-    for (const [vals, size, key, label, w, h] of columns) {
-      const whole = absmax(vals);
-      maps.forEach((m, c) => {
-        const s = shared ? whole : absmax(vals, c * size, (c + 1) * size);
-        paint(m[key], vals, c * size, w, h, s, false); m[label].textContent = scaleText(s);
-      });
+    for (const blk of blocks) {
+      const columns = [[outs[blk.y], blk.Ho * blk.Wo, "yk", "ys", blk.Wo, blk.Ho]];
+      if (blk.Cin === 1) columns.push([params[blk.conv].f, blk.k * blk.k, "fk", "fs", blk.k, blk.k]);
+      if (blk.z >= 0) columns.push([outs[blk.z], blk.R * blk.Q, "zk", "zs", blk.Q, blk.R]);
+      for (const [vals, area, key, label, w, h] of columns) {
+        const whole = absmax(vals);
+        blk.maps.forEach((m, c) => {
+          const s = shared ? whole : absmax(vals, c * area, (c + 1) * area);
+          paint(m[key], vals, c * area, w, h, s, false); m[label].textContent = scaleText(s);
+        });
+      }
     }
   }
 
@@ -196,9 +196,10 @@
   let picked = -1;  // the test image shown as it is, until the user draws on it or clears it
   function update() {
     X = $("centre").checked && picked < 0 ? centre(G) : Float64Array.from(G);
+    let reps = 0;
     const t0 = performance.now();
-    for (let r = 0; r < 10; r++) forward(X);  // 10 times: the browser's clock is coarse
-    const ms = (performance.now() - t0) / 10;
+    do { forward(X); reps++; } while (reps < 10 && performance.now() - t0 < 5);  // repeated: the clock is coarse
+    const ms = (performance.now() - t0) / reps;
     shown = Float64Array.from(P);
     paint(drawEl, G, 0, Wd, H, 1, true); paint(inputEl, X, 0, Wd, H, 1, true);
     paintMaps($("shared-scale").checked);
@@ -222,53 +223,77 @@
     const i = Math.floor(e.offsetY / el.clientHeight * h), j = Math.floor(e.offsetX / el.clientWidth * w);
     return [Math.max(0, Math.min(h - 1, i)), Math.max(0, Math.min(w - 1, j))];
   }
-  function showWindow(i, j, rows, cols) {
+  function showWindow(blk, i, j, rows, cols) {  // rows × cols pixels of X from (i, j), clipped to the image
+    if (blk.conv > 0) return hideWindow();  // a deeper layer's window lies in maps, not in X
     const el = $("window"), sh = inputEl.clientHeight / H, sw = inputEl.clientWidth / Wd;
-    Object.assign(el.style, { display: "block", top: (1 + i * sh) + "px", left: (1 + j * sw) + "px",
-      height: Math.min(rows, H - i) * sh + "px", width: Math.min(cols, Wd - j) * sw + "px" });
+    const i0 = Math.max(0, i), j0 = Math.max(0, j), i1 = Math.min(H, i + rows);
+    const j1 = Math.min(Wd, j + cols);
+    Object.assign(el.style, { display: "block", top: (1 + i0 * sh) + "px", left: (1 + j0 * sw) + "px",
+      height: (i1 - i0) * sh + "px", width: (j1 - j0) * sw + "px" });
   }
   function hideWindow() { $("window").style.display = "none"; }
-  function grid(fn) {
+  function grid(k, fn) {
     let s = "<table>";
     for (let a = 0; a < k; a++) { s += "<tr>"; for (let bb = 0; bb < k; bb++) s += fn(a, bb); s += "</tr>"; }
     return s + "</table>";
   }
-  function yTerms(c, i, j) {
-    const terms = [];
+  // The terms x·w of Y_k(i, j) for input channel c: x = X_c(i+a−p, j+b−p) (0 in the padding), w = f_kc(a, b).
+  function yTerms(blk, kk, c, i, j) {
+    const input = blk.conv === 0 ? X : outs[blk.conv - 1], f = params[blk.conv].f, k = blk.k, terms = [];
     let s = 0;
     for (let a = 0; a < k; a++) for (let bb = 0; bb < k; bb++) {
-      const inside = i + a < H && j + bb < Wd, x = inside ? X[(i + a) * Wd + j + bb] : 0, w = f[c * k * k + a * k + bb];
+      const r = i + a - blk.before, q = j + bb - blk.before;
+      const inside = r >= 0 && q >= 0 && r < blk.Hin && q < blk.Win;
+      const x = inside ? input[(c * blk.Hin + r) * blk.Win + q] : 0, w = f[((kk * blk.Cin + c) * k + a) * k + bb];
       s += x * w; terms.push({ x, w, inside });
     }
     return { terms, s };
   }
-  function showY(c, e) {
-    const [i, j] = cell(e, Wd, H), { terms, s } = yTerms(c, i, j), n = c + 1;
-    showWindow(i, j, k, k);
-    const nz = terms.filter((t) => t.x !== 0);
-    const at = "(" + i + ", " + j + ")", sub = "<sub>" + n + "</sub>";
-    $("detail").innerHTML = "<h2>Y" + sub + at + " = " + fmt(Y[c * HW + i * Wd + j]) + "</h2>" +
-      "<p>Y" + sub + at + " = Σ<sub>a,b</sub> X(" + i + "+a, " + j + "+b) f" + sub + "(a, b)" +
-      (relu ? ", then ReLU max(·, 0)" : "") + "</p>" +
-      "<p>window of X (grey: zero padding)</p>" + grid((a, bb) => {
-        const t = terms[a * k + bb];
-        return "<td" + (t.inside ? "" : " class='pad'") + ">" + fmt(t.x) + "</td>";
-      }) +
-      "<p>kernel f<sub>" + n + "</sub></p>" + grid((a, bb) => "<td>" + fmt(terms[a * k + bb].w) + "</td>") +
-      "<p class='eq'>= " + (nz.length ? nz.map((t) => fmt(t.x) + "×" + fmt(t.w)).join(" + ") : "0") +
-      (nz.length < terms.length ? " (+ " + (terms.length - nz.length) + " terms with X = 0)" : "") +
-      "<br>= " + fmt(s) + (relu ? "<br>ReLU: max(" + fmt(s) + ", 0) = " + fmt(Math.max(s, 0)) : "") + "</p>";
+  function showY(blk, kk, e) {
+    const [i, j] = cell(e, blk.Wo, blk.Ho), n = kk + 1, k = blk.k, b = params[blk.conv].b, p = blk.before;
+    const relu = blk.y !== blk.conv, at = "(" + i + ", " + j + ")", sub = "<sub>" + n + "</sub>";
+    const shift = p ? "−" + p : "", which = blk.n > 1 ? "convolution " + blk.n + ": " : "";
+    showWindow(blk, i - p, j - p, k, k);
+    let html = "<h2>" + which + "Y" + sub + at + " = " + fmt(outs[blk.y][(kk * blk.Ho + i) * blk.Wo + j]) + "</h2>";
+    let s = b ? b[kk] : 0;
+    if (blk.Cin === 1) {
+      const { terms, s: sum } = yTerms(blk, kk, 0, i, j), nz = terms.filter((t) => t.x !== 0);
+      s += sum;
+      html += "<p>Y" + sub + at + " = Σ<sub>a,b</sub> X(" + i + "+a" + shift + ", " + j + "+b" + shift + ") f" + sub +
+        "(a, b)" + (b ? " + b" + sub : "") + (relu ? ", then ReLU max(·, 0)" : "") + "</p>" +
+        "<p>window of " + (blk.conv ? "its input" : "X") + " (grey: zero padding)</p>" + grid(k, (a, bb) => {
+          const t = terms[a * k + bb];
+          return "<td" + (t.inside ? "" : " class='pad'") + ">" + fmt(t.x) + "</td>";
+        }) + "<p>kernel f" + sub + "</p>" + grid(k, (a, bb) => "<td>" + fmt(terms[a * k + bb].w) + "</td>") +
+        "<p class='eq'>= " + (nz.length ? nz.map((t) => fmt(t.x) + "×" + fmt(t.w)).join(" + ") : "0") +
+        (nz.length < terms.length ? " (+ " + (terms.length - nz.length) + " terms with X = 0)" : "");
+    } else {  // C_in channels of k×k terms: too many to list, so one partial sum per channel
+      const parts = [];
+      for (let c = 0; c < blk.Cin; c++) { const t = yTerms(blk, kk, c, i, j).s; parts.push(t); s += t; }
+      html += "<p>Y" + sub + at + " = Σ<sub>c</sub> Σ<sub>a,b</sub> X<sub>c</sub>(" + i + "+a" + shift + ", " + j +
+        "+b" + shift + ") f<sub>" + n + "c</sub>(a, b)" + (b ? " + b" + sub : "") + (relu ? ", then ReLU" : "") +
+        "; X<sub>c</sub>: channel c of layer " + blk.conv + "'s output</p><p>Σ<sub>a,b</sub> of each channel:</p>" +
+        "<table>" + parts.map((v, c) => "<tr><td>c = " + (c + 1) + "</td><td>" + fmt(v) + "</td></tr>").join("") +
+        "</table><p class='eq'>= " + parts.map(fmt).join(" + ");
+    }
+    html += (b ? " + " + fmt(b[kk]) : "") + "<br>= " + fmt(s) +
+      (relu ? "<br>ReLU: max(" + fmt(s) + ", 0) = " + fmt(Math.max(s, 0)) : "") + "</p>";
+    $("detail").innerHTML = html;
   }
-  function showZ(c, e) {
-    const [p, q] = cell(e, Q, R), n = c + 1, y0 = c * HW + 2 * p * Wd + 2 * q;
-    showWindow(2 * p, 2 * q, cfg.pool === "decimate" ? 1 : 2, cfg.pool === "decimate" ? 1 : 2);
-    const four = [Y[y0], Y[y0 + 1], Y[y0 + Wd], Y[y0 + Wd + 1]].map(fmt);
-    const how = { decimate: "Y<sub>" + n + "</sub>(" + 2 * p + ", " + 2 * q + ") (decimation keeps even i, j)",
-      max: "max(" + four.join(", ") + ")", avg: "(" + four.join(" + ") + ") / 4" }[cfg.pool];
+  function showZ(blk, kk, e) {
+    const [p, q] = cell(e, blk.Q, blk.R), n = kk + 1, how = specs[blk.pool].how, Y = outs[blk.y];
+    const y0 = (kk * blk.Ho + 2 * p) * blk.Wo + 2 * q, L = specs[blk.conv];
+    const centre = L.padding === "bottom-right" ? 0 : ((blk.k - 1) >> 1) - blk.before;  // Y(i, j) ↔ X(i+centre)
+    const one = how === "decimate" ? 1 : 2;
+    showWindow(blk, 2 * p + centre, 2 * q + centre, one, one);
+    const four = [Y[y0], Y[y0 + 1], Y[y0 + blk.Wo], Y[y0 + blk.Wo + 1]].map(fmt);
     const sub = "<sub>" + n + "</sub>", at = "(" + p + ", " + q + ")";
-    $("detail").innerHTML = "<h2>Z" + sub + at + " = " + fmt(Z[c * RQ + p * Q + q]) + "</h2>" +
-      "<p>from Y" + sub + " rows " + 2 * p + "–" + (2 * p + 1) + ", columns " + 2 * q + "–" + (2 * q + 1) + ":</p>" +
-      "<p class='eq'>Z" + sub + at + " = " + how + "</p>";
+    const rule = { decimate: "Y" + sub + "(" + 2 * p + ", " + 2 * q + ") (decimation keeps even i, j)",
+      max: "max(" + four.join(", ") + ")", avg: "(" + four.join(" + ") + ") / 4" }[how];
+    $("detail").innerHTML = "<h2>" + (blk.n > 1 ? "convolution " + blk.n + ": " : "") + "Z" + sub + at + " = " +
+      fmt(outs[blk.z][(kk * blk.R + p) * blk.Q + q]) + "</h2>" +
+      "<p>from Y" + sub + " rows " + 2 * p + "–" + (2 * p + 1) + ", columns " + 2 * q + "–" + (2 * q + 1) + "</p>" +
+      "<p class='eq'>Z" + sub + at + " = " + rule + (blk.z !== blk.pool ? ", then ReLU max(·, 0)" : "") + "</p>";
   }
 
   // ---- input: pointer (mouse, pen, touch), clear, test images -----------------------------------
@@ -324,6 +349,7 @@
       const out = Array.from(forward(Float64Array.from(pixels))); forward(X); return out;
     },
     probabilities() { return Array.from(shown); },
+    outputs() { return Array.from(outs, (out) => Array.from(out)); },  // each layer's, for the current input
     input() { return Array.from(X); },
     imageCount: images.length,
     image(n) { return Array.from(images[n]); },
