@@ -207,8 +207,7 @@ def fake_runs(monkeypatch: pytest.MonkeyPatch, finals: dict[float, float | None]
     """Replace the training of each rate by a canned result; returns the rates it was asked for."""
     asked: list[float] = []
 
-    def one_rate(images: Any, labels: Any, rate: float, options: dict[str, Any]
-                 ) -> dict[str, Any]:
+    def one_rate(images: Any, labels: Any, rate: float, options: dict[str, Any], network: Any) -> dict[str, Any]:
         asked.append(rate)
         final = finals[rate]
         curve = [] if final is None else [final / 2] * (options["epochs"] - 1) + [final]
@@ -572,9 +571,11 @@ def test_report_on_a_folder_without_history_in_a_real_process(tmp_path: Path) ->
 
 @pytest.mark.parametrize(("command", "texts"), [
     ("tune", ["--learning-rates", "--epochs", "--train-size", "--validation-size", "--seed", "--jobs", "--out",
-              "--json", "--data-dir", "tuning.csv", "example: scratchcnn tune"]),
+              "--json", "--data-dir", "tuning.csv", "example: scratchcnn tune", "--arch", "--layers", "--optimiser",
+              "--batch-size"]),
     ("overtrain", ["--train-records", "--validation-records", "--epochs", "--learning-rate", "--seed", "--out",
-                   "--json", "--data-dir", "overtraining.json", "example: scratchcnn overtrain"]),
+                   "--json", "--data-dir", "overtraining.json", "example: scratchcnn overtrain", "--arch", "--layers",
+                   "--optimiser", "--batch-size"]),
     ("figures", ["MODEL", "--image-index", "--format", "--out", "--data-dir", "--json", "example: scratchcnn figures"]),
     ("report", ["RUN_DIR", "--out", "--data-dir", "--json", "report.html", "example: scratchcnn report"]),
 ])

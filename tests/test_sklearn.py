@@ -21,7 +21,7 @@ from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardSca
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from scratchcnn.nn.model import ConvNet
-from scratchcnn.sklearn import ConvNetClassifier, infer_image_shape
+from scratchcnn.sklearn import EPOCHS, ConvNetClassifier, infer_image_shape
 
 
 @parametrize_with_checks([ConvNetClassifier()])
@@ -48,7 +48,8 @@ def test_defaults_learn_digits(digits, fitted):
     assert fitted.image_shape_ == (8, 8)
     assert fitted.n_features_in_ == 64
     assert (fitted.pixel_min_, fitted.pixel_max_) == (0.0, 16.0)
-    assert fitted.n_iter_ == fitted.epochs == len(fitted.history_.epochs)
+    assert fitted.epochs is None  # the network's own: the seed's EPOCHS here
+    assert fitted.n_iter_ == fitted.training_.epochs == EPOCHS == len(fitted.history_.epochs)
     assert fitted.score(X_test, y_test) > 0.85
 
 
@@ -280,7 +281,7 @@ def test_divergence_warns_and_keeps_a_usable_model(digits):
     X_train, X_test, y_train, _ = digits
     with pytest.warns(ConvergenceWarning, match="learning_rate=1000.0 is too high"):
         clf = ConvNetClassifier(learning_rate=1000.0, random_state=0).fit(X_train, y_train)
-    assert clf.n_iter_ < clf.epochs
+    assert clf.n_iter_ < clf.training_.epochs
     assert np.isfinite(clf.predict_proba(X_test)).all()
 
 

@@ -80,19 +80,19 @@ def nonnegative(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a number ≥ 0, got {text}") from None
 
 
-def layer_spec(text: str) -> str:
-    """A --layers spec whose every layer parses (whether the shapes fit is known once the data is)."""
-    from scratchcnn.nn.spec import parse  # the layer grammar's one home
+def check_layers(given: dict[str, Any]) -> None:
+    """Refuse a --layers spec that does not parse, in one line naming the layer, before any data is loaded."""
+    if given.get("layers") is not None:
+        from scratchcnn.nn.spec import parse  # the layer grammar's one home
 
-    try:
-        parse(text)
-    except ConfigError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
+        try:
+            parse(given["layers"])
+        except ConfigError as error:
+            raise ConfigError(f"--layers: {error}") from None
 
 
 PARSERS = {"count": positive_int, "natural": natural_int, "rate": positive_float, "size": validation_size,
-           "fraction": fraction, "nonnegative": nonnegative, "text": layer_spec}
+           "fraction": fraction, "nonnegative": nonnegative, "text": str}
 
 
 def option_field(name: str) -> Field:

@@ -18,6 +18,7 @@ from scratchcnn.cli.options import (
     add_data_options,
     add_json_option,
     add_option_flags,
+    check_layers,
     default_run_dir,
     show_progress,
 )
@@ -73,6 +74,7 @@ def add_evaluate_command(commands: Any) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     given = {f.name: getattr(args, f.name) for f in fields(RunOptions) if getattr(args, f.name) is not None}
+    check_layers(given)
     if args.resume and args.out and args.out.resolve() != args.resume.resolve():
         raise ConfigError("--resume DIR writes into DIR: drop --out or give the same folder")
     if args.resume and args.overwrite:

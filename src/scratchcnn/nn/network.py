@@ -9,6 +9,7 @@ Any other stack is a ``Stack``. ``network_spec`` writes either as a spec string.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Sequence
@@ -59,7 +60,7 @@ def from_spec(
     trains with the seed network's compiled kernel; any other is a Stack. ConfigError, one line naming
     the layer and why, for a malformed spec or shapes that do not fit.
     """
-    layers = parse(spec) if isinstance(spec, str) else list(spec)
+    layers = parse(spec) if isinstance(spec, str) else copy.deepcopy(list(spec))  # a Stack fills its layers in
     family = seed_family(layers) if classes == CLASSES else None
     if family is not None:
         Stack(layers, input_shape=input_shape, classes=classes, seed=None, dtype=dtype, initialise=False)  # checks
@@ -69,8 +70,8 @@ def from_spec(
 
 def build_network(options: NetworkOptions, *, input_shape: tuple[int, int] = INPUT_SHAPE,
                   classes: int = CLASSES, seed: int | None = TRAINING.seed) -> Network:
-    """The network of a run's options: ``layers`` if given, else the preset ``arch`` with the seed family's
-    options (filters, kernel_size, pool, activation, bias) for seed and wide."""
+    """The network of a run's resolved options (``options.resolve``, which fills in each preset's values):
+    ``layers`` if given, else the preset ``arch``, built from the seed family's options for seed and wide."""
     if options.layers is not None:
         return from_spec(options.layers, input_shape=input_shape, classes=classes, seed=seed, dtype=options.dtype)
     if options.arch in ("seed", "wide"):

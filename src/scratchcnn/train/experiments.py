@@ -1,6 +1,8 @@
 """The write-up's two experiments: tuning the learning rate, and overtraining on 100 records.
 
-Both return plain dicts (JSON-able) that the command line saves and the figures and report draw.
+Both run on any network (``network``: a preset or a spec, built by nn/network.py; the write-up's by
+default) and optimiser, and return plain dicts (JSON-able) that the command line saves and the
+figures and report draw.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from scratchcnn.errors import ConfigError
-from scratchcnn.nn.model import ConvNet
-from scratchcnn.options import TRAINING
+from scratchcnn.nn.network import Network, build_network, network_spec
+from scratchcnn.nn.spec import parse
+from scratchcnn.options import ARCH_DEFAULTS, NETWORK, TRAINING, NetworkOptions
 from scratchcnn.train.sgd import EpochRecord, fit, split_sizes
 
 # Log-spaced, a factor of √10 apart: from too small to learn in a few epochs to large enough to diverge.
@@ -32,9 +35,27 @@ OVERTRAIN_EPOCHS = 1000
 OVERTRAIN_LEARNING_RATE = 0.005
 
 
-def _train_one_rate(images: np.ndarray, labels: np.ndarray, rate: float, options: dict[str, Any]) -> dict[str, Any]:
+def overtrain_learning_rate(network: NetworkOptions = NETWORK) -> float:
+    """η for overtraining ``network``: 0.005 for the seed network (and any spec), a preset's own otherwise."""
+    preset = NETWORK.arch if network.layers is not None else network.arch
+    return ARCH_DEFAULTS[preset].get("learning_rate", OVERTRAIN_LEARNING_RATE)
+
+
+def _build(network: NetworkOptions, images: np.ndarray, seed: int) -> Network:
+    """``network`` for images (N, H, W); ConfigError, one line naming the layer (and the images' H×W when its
+    shapes do not fit them), if it cannot be built."""
+    if network.layers is not None:
+        parse(network.layers)  # a malformed layer, whatever the images
+    try:
+        return build_network(network, input_shape=images.shape[1:], seed=seed)
+    except ConfigError as error:
+        raise ConfigError(f"{error} (on {images.shape[1]}×{images.shape[2]} images)") from None
+
+
+def _train_one_rate(images: np.ndarray, labels: np.ndarray, rate: float, options: dict[str, Any],
+                    network: NetworkOptions = NETWORK) -> dict[str, Any]:
     """One fresh network trained at one learning rate; its per-epoch validation accuracy."""
-    net = ConvNet(input_shape=images.shape[1:], seed=options["seed"])
+    net = build_network(network, input_shape=images.shape[1:], seed=options["seed"])
     history = fit(net, images, labels, learning_rate=rate, **options)
     return {
         "learning_rate": rate,
@@ -55,6 +76,11 @@ def tune(
     train_size: int | None = TUNE_TRAIN_SIZE,
     validation_size: float | int = TUNE_VALIDATION_SIZE,
     seed: int = TRAINING.seed,
+    network: NetworkOptions = NETWORK,
+    optimiser: str = TRAINING.optimiser,
+    momentum: float = TRAINING.momentum,
+    weight_decay: float = TRAINING.weight_decay,
+    schedule: str = TRAINING.schedule,
     jobs: int | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
@@ -63,6 +89,8 @@ def tune(
     images: (N, H, W) uint8, labels: (N,). Best: the highest final validation accuracy, ties to the
     smaller rate; diverged rates are reported as such. ``jobs``: parallel processes (default: one per
     core, at most one per rate); each rate's run is seeded, so the result does not depend on it.
+    ``network`` and the optimiser's options are taken as given (the command line fills in a preset's
+    own, as options.resolve does); the result's "network" is the network as a spec string.
     """
     rates = sorted({float(r) for r in learning_rates})
     if not rates or any(not r > 0 for r in rates):
@@ -71,13 +99,15 @@ def tune(
         raise ConfigError(f"tuning compares validation accuracy, but validation_size {validation_size} holds out "
                           "no records: give a count like 1000 or a larger fraction")
     options = {"epochs": epochs, "epoch_size": epoch_size, "batch_size": batch_size, "train_size": train_size,
-               "validation_size": validation_size, "seed": seed}
+               "validation_size": validation_size, "seed": seed, "optimiser": optimiser, "momentum": momentum,
+               "weight_decay": weight_decay, "schedule": schedule}
+    spec = network_spec(_build(network, images, seed))  # here, not in a worker: a bad network fails at once
     jobs = min(len(rates), jobs or os.cpu_count() or 1)
     run = delayed(_train_one_rate)
     with tqdm(total=len(rates), unit="rate", disable=not progress, leave=False) as bar:
         runs = []
         for result in Parallel(n_jobs=jobs, return_as="generator")(
-            run(images, labels, rate, options) for rate in rates
+            run(images, labels, rate, options, network) for rate in rates
         ):
             runs.append(result)
             bar.update()
@@ -89,6 +119,7 @@ def tune(
         "diverged": [r["diverged"] for r in runs],
         "best_learning_rate": min(candidates)[1] if candidates else None,
         "curves": [r["curve"] for r in runs],
+        "network": spec,
         **options,
     }
 
@@ -116,25 +147,34 @@ def overtrain(
     epochs: int = OVERTRAIN_EPOCHS,
     learning_rate: float = OVERTRAIN_LEARNING_RATE,
     seed: int = TRAINING.seed,
+    network: NetworkOptions = NETWORK,
+    batch_size: int = TRAINING.batch_size,
+    optimiser: str = TRAINING.optimiser,
+    momentum: float = TRAINING.momentum,
+    weight_decay: float = TRAINING.weight_decay,
+    schedule: str = TRAINING.schedule,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Train on a fixed sample of ``train_records`` records, one record per step, for many epochs.
+    """Train on a fixed sample of ``train_records`` records for many epochs, one record per step by default.
 
     images: (N, H, W) uint8, labels: (N,). The validation sample is ``validation_records`` other
     records. Returns both accuracies and losses after every epoch: training soon reaches 100 % while
     validation stalls far below — the network memorises its few records instead of generalising —
     and the validation loss, after its minimum (``best_validation_loss`` at
-    ``best_validation_loss_epoch``), rises. ``progress``: a bar in epochs on stderr.
+    ``best_validation_loss_epoch``), rises. ``network`` and the optimiser's options as for ``tune``.
+    ``progress``: a bar in epochs on stderr.
     """
     if train_records < 1 or validation_records < 1:
         raise ConfigError("overtraining needs at least one training and one validation record")
     if train_records + validation_records > len(images):
         raise ConfigError(f"{train_records} + {validation_records} records asked for, the data has {len(images)}")
     picked = np.random.default_rng(seed).choice(len(images), train_records + validation_records, replace=False)
-    net = ConvNet(input_shape=images.shape[1:], seed=seed)
+    net = _build(network, images, seed)
+    training = {"batch_size": batch_size, "optimiser": optimiser, "momentum": momentum, "weight_decay": weight_decay,
+                "schedule": schedule}
     # One bar in epochs (fit's own counts records: 100 000 of them by default, too fine to read).
     with tqdm(total=epochs, unit="epoch", disable=not progress, leave=False, dynamic_ncols=True) as bar:
-        history = fit(net, images[picked], labels[picked], learning_rate=learning_rate, epochs=epochs, batch_size=1,
+        history = fit(net, images[picked], labels[picked], learning_rate=learning_rate, epochs=epochs, **training,
                       validation_size=validation_records, seed=seed, on_epoch=lambda e: _show_epoch(bar, e))
     train = [e.train_accuracy for e in history.epochs]
     validation = [e.validation_accuracy for e in history.epochs]
@@ -143,7 +183,8 @@ def overtrain(
     lowest = int(np.argmin(losses)) if losses else None  # where overtraining starts: the loss rises after it
     return {
         "train_records": train_records, "validation_records": validation_records, "epochs": epochs,
-        "learning_rate": learning_rate, "seed": seed, "stopped": history.stopped,
+        "learning_rate": learning_rate, "seed": seed, "network": network_spec(net), **training,
+        "stopped": history.stopped,
         "train_accuracy": train, "validation_accuracy": validation,
         "train_loss": [e.train_loss for e in history.epochs],
         "validation_loss": losses,
