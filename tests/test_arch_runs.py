@@ -37,7 +37,8 @@ def test_lenet_trains_into_a_run_folder_and_its_model_file_loads(fake: Path, tmp
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     status, summary, err = train(capsys, fake, tmp_path / "run", "--arch", "lenet", *SMALL)
     assert status == 0, err
-    assert summary["options"]["arch"] == "lenet" and summary["options"]["optimiser"] == "adam"
+    assert summary["options"]["arch"] == "lenet"
+    assert summary["options"]["optimiser"] == ARCH_DEFAULTS["lenet"]["optimiser"]
     net = load_model(tmp_path / "run" / "model.npz")
     assert isinstance(net, Stack) and net.spec() == from_spec("lenet").spec()
     assert net.dataset == "mnist"
@@ -170,3 +171,16 @@ def test_old_seed_model_files_still_load_as_convnets(tmp_path: Path) -> None:
 def test_network_options_refuse_an_empty_spec() -> None:
     with pytest.raises(ConfigError, match="layers"):
         NetworkOptions(layers=" ")
+
+
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
+def test_a_diverging_stack_stops_and_keeps_its_last_good_parameters(engine: str) -> None:
+    rng = np.random.default_rng(1)
+    X, y = rng.integers(0, 256, (40, 28, 28), dtype=np.uint8), np.arange(40) % 10
+    net = from_spec("lenet", seed=0)
+    before = {name: value.copy() for name, value in net.parameters().items()}
+    history = fit(net, X, y, optimiser="sgd", learning_rate=1e30, batch_size=4, epochs=3, validation_size=0,
+                  engine=engine)
+    assert history.stopped is not None and "epoch 1" in history.stopped and not history.epochs
+    for name, value in net.parameters().items():
+        assert value.tobytes() == before[name].tobytes(), name

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from helpers import NON_DEFAULT, images
 
-import scratchcnn.nn.model
 from scratchcnn import ConvNet
 from scratchcnn.errors import ConfigError, ModelFileError
 
@@ -101,7 +100,7 @@ def test_predict_in_chunks_equals_one_pass(monkeypatch):
     net = ConvNet(pool="avg", bias=True, dtype="float64")
     X = images(np.random.default_rng(2), 10, (28, 28))
     whole = net.forward(net.prepare(X))[0]
-    monkeypatch.setattr(scratchcnn.nn.inputs, "PREDICT_CHUNK", 3)
+    monkeypatch.setattr(ConvNet, "chunk", 3)
     np.testing.assert_allclose(net.scores(net.prepare(X)), whole, rtol=1e-12, atol=1e-14)
     np.testing.assert_array_equal(net.predict(X), whole.argmax(axis=1))
     assert net.predict_proba(X[:0]).shape == (0, 10)

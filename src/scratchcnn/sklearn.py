@@ -101,7 +101,7 @@ class ConvNetClassifier(ClassifierMixin, BaseEstimator):
         Training, as for ``scratchcnn.train.fit``; no records are held out for validation (use
         scikit-learn's cross-validation). None (the default) takes the network's own: for "seed" and
         ``layers`` 0.02 for 30 epochs of plain SGD ("sgd", "constant"); for "wide" and "lenet" those of
-        the command line (``scratchcnn.options.ARCH_DEFAULTS``, e.g. lenet's Adam with a cosine schedule).
+        the command line (``scratchcnn.options.ARCH_DEFAULTS``, e.g. lenet's momentum, weight decay, cosine).
         ``training_`` holds what a fit used. The seed's values were
         measured on small problems: test accuracy (mean over 20 seeds) 0.95 on the 8×8 digits of
         ``sklearn.datasets.load_digits``, 0.99 on iris, 0.90 on breast cancer, each fit in well under

@@ -32,7 +32,7 @@ from scratchcnn.viz.figures import save_figure
 
 DATASET = RunOptions.dataset
 NETWORK_FLAGS = tuple(f.name for f in fields(NetworkOptions))  # as train has them: --arch, --layers, --filters...
-# The training flags a preset has defaults for (lenet: adam, 32 a batch); the rest have each experiment's own.
+# The training flags a preset has defaults for (lenet: momentum, 4 a batch); the rest have each experiment's own.
 TRAINING_FLAGS = ("batch_size", "optimiser", "momentum", "weight_decay", "schedule")
 
 
@@ -65,7 +65,7 @@ def add_network_options(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_network(args: argparse.Namespace) -> RunOptions:
-    """The options given for the network and its training, a preset's defaults for the rest (lenet: adam, 32 a
+    """The options given for the network and its training, a preset's defaults for the rest (lenet: momentum, 4 a
     batch); ConfigError for flags that contradict (--arch with --layers, --filters with --arch lenet...)."""
     given = {name: getattr(args, name) for name in (*NETWORK_FLAGS, *TRAINING_FLAGS) if getattr(args, name) is not None}
     run = options.resolve(given)

@@ -21,6 +21,7 @@ class Classifier:
     input_shape: tuple[int, int]
     dtype: str
     classes: int
+    chunk = PREDICT_CHUNK  # images scored at once by each thread
 
     def check_images(self, X: Any) -> np.ndarray:
         """Check images; uint8 stays uint8 (1 byte a pixel), floats must lie in [0, 1]. Returns (N, H, W)."""
@@ -69,12 +70,12 @@ class Classifier:
         raise NotImplementedError
 
     def scores(self, X: np.ndarray) -> np.ndarray:
-        """Class scores A: (N, C) for checked images (uint8 or prepared), in chunks of PREDICT_CHUNK.
+        """Class scores A: (N, C) for checked images (uint8 or prepared), in chunks of ``self.chunk``.
 
         Chunks bound the memory (uint8 images are scaled one chunk at a time) and run on all cores:
         NumPy releases the GIL inside its gathers and matrix products, so threads suffice.
         """
-        starts = range(0, len(X), PREDICT_CHUNK)
+        starts = range(0, len(X), self.chunk)
         if len(starts) == 0:
             return np.zeros((0, self.classes), self.dtype)
 
@@ -82,7 +83,7 @@ class Classifier:
 
         def chunk(start: int) -> np.ndarray:
             with np.errstate(**caller_errstate):
-                return self.chunk_scores(X[start : start + PREDICT_CHUNK])
+                return self.chunk_scores(X[start : start + self.chunk])
 
         if len(starts) == 1:
             return chunk(0)

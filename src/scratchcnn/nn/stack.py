@@ -35,6 +35,8 @@ FILE_FORMAT_VERSION = 1
 class Stack(Classifier):
     """Layers applied in turn to images X: (N, H, W), ending in a dense layer of C class scores A: (N, C)."""
 
+    chunk = 128  # images scored at once per thread: a deep stack's im2col matrices are ~25× the images' size
+
     def __init__(
         self,
         layers: Sequence[Layer],
@@ -109,7 +111,10 @@ class Stack(Classifier):
 
     def chunk_scores(self, X: np.ndarray) -> np.ndarray:
         """Class scores A: (n, C) for a chunk of checked images X: (n, H, W) (Classifier.scores chunks)."""
-        return self.forward_cached(self.scale(X))[0]
+        A = self.scale(X)
+        for layer in self.layers:
+            A = layer.forward(A)[0]  # each cache dropped at once: scoring keeps one layer's arrays alive, not all
+        return A
 
     def forward_cached(self, X: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Class scores A: (N, C) for prepared images X: (N, 1, H, W), and each layer's cache."""
