@@ -1,12 +1,19 @@
 """scratchcnn against the same network in PyTorch: training time, accuracy, inference speed, memory.
 
 Usage: python benchmarks/compare_torch.py [--data-dir DIR] [--epochs 3] [--repeats 3] [--skip-memory]
+       python benchmarks/compare_torch.py --stack [--archs lenet,wide] [--batches 1,32,64] [--records 10000]
 
 A benchmark, not a test. Both implementations start from the same parameters (ConvNet(seed=0)) and
 train on the same batches in the same order, so their test accuracies should agree to float32 noise.
 Training is timed per epoch of 10 000 MNIST records (training only, no evaluation), alternating the
 implementations run by run so that machine noise hits all of them. Peak memory is measured in a fresh
 subprocess per implementation. The last thing printed is a Markdown table for the README.
+
+--stack compares the compiled Stack engine (nn/stack_engine.py) with the same stack in torch instead:
+for each preset of --archs (nn/spec.py) and batch size, one epoch of plain SGD in float32 over the same
+records in the same batches, both from the Stack's initial parameters, alternating ours and torch
+--repeats times; it prints the median seconds per epoch and torch's time ÷ ours. MNIST when found
+(else random images), torch on its default number of threads unless --torch-threads.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import math
 import os
 import platform
 import resource
@@ -30,6 +38,10 @@ import numpy as np
 
 from scratchcnn import ConvNet, DataError
 from scratchcnn.data import load_dataset
+from scratchcnn.nn import stack_engine
+from scratchcnn.nn.spec import build
+from scratchcnn.nn.stack import Stack
+from scratchcnn.nn.stack_layers import Conv, Flatten, Pool, ReLU
 from scratchcnn.train import fit
 
 RECORDS = 10_000  # MNIST training records per epoch
@@ -50,13 +62,14 @@ class Run:
     params: dict[str, np.ndarray]  # f and W after training
 
 
-def load_torch() -> ModuleType | None:
-    """Imported only when needed, so that our memory subprocess never loads it."""
+def load_torch(threads: int | None = 2) -> ModuleType | None:
+    """Imported only when needed, so that our memory subprocess never loads it. threads None: torch's default."""
     try:
         import torch
     except ImportError:
         return None
-    torch.set_num_threads(2)
+    if threads is not None:
+        torch.set_num_threads(threads)
     return torch
 
 
@@ -213,6 +226,95 @@ def machine(torch: ModuleType | None) -> str:
     return f"{cpu}, {os.cpu_count()} cores ({usable} usable), {load}; " + ", ".join(versions)
 
 
+# ---- --stack: the compiled Stack engine against the same layers in torch -----------------------------
+
+STACK_RATES = {1: 0.01}  # η by batch size; 0.05 for any other
+
+
+def torch_stack_scores(torch: ModuleType, net: Stack, tensors: dict[str, Any], x: Any) -> Any:
+    """The class scores of net's layers written with torch.nn.functional, x: (N, 1, H, W)."""
+    F = torch.nn.functional
+    for i, layer in enumerate(net.layers):
+        params = {name: tensors[f"{i}.{name}"] for name in layer.params}
+        if isinstance(layer, Conv):
+            before, after = layer.pads()
+            x = F.conv2d(F.pad(x, (before, after, before, after)), params["f"], params.get("b"))
+        elif isinstance(layer, ReLU):
+            x = F.relu(x)
+        elif isinstance(layer, Pool) and layer.how == "decimate":
+            x = x[:, :, : x.shape[2] // 2 * 2 : 2, : x.shape[3] // 2 * 2 : 2]
+        elif isinstance(layer, Pool):
+            x = F.max_pool2d(x, 2) if layer.how == "max" else F.avg_pool2d(x, 2)
+        elif isinstance(layer, Flatten):
+            x = x.flatten(1)
+        else:
+            x = F.linear(x, params["W"], params.get("b"))
+    return x
+
+
+def stack_epoch(torch: ModuleType | None, arch: str, data: tuple[np.ndarray, np.ndarray, Any, Any],
+                order: np.ndarray, batch_size: int) -> tuple[float, dict[str, np.ndarray]]:
+    """(seconds, parameters after) of one epoch from build(arch, seed=0): ours if torch is None, else torch's."""
+    images, labels, X, y = data
+    net = build(arch, seed=SEED, dtype="float32")
+    lr = STACK_RATES.get(batch_size, 0.05)
+    if torch is None:
+        began = time.perf_counter()
+        stack_engine.epoch(net, images, labels, order, lr, batch_size)
+        return time.perf_counter() - began, net.parameters()
+    tensors = {name: torch.tensor(p, requires_grad=True) for name, p in net.parameters().items()}
+    optimizer = torch.optim.SGD(list(tensors.values()), lr=lr)
+    order_t = torch.from_numpy(order)
+    began = time.perf_counter()
+    for first in range(0, len(order_t), batch_size):
+        batch = order_t[first : first + batch_size]
+        loss = torch.nn.functional.cross_entropy(torch_stack_scores(torch, net, tensors, X[batch]), y[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - began, {name: t.detach().numpy() for name, t in tensors.items()}
+
+
+def compare_stacks(args: argparse.Namespace) -> None:
+    torch = load_torch(threads=args.torch_threads)
+    print(machine(torch) + (f"; torch threads {torch.get_num_threads()}" if torch else "; torch not installed"))
+    try:
+        mnist = load_dataset("mnist", args.data_dir, download=False)
+        images, labels = mnist.train_images[: args.records], mnist.train_labels[: args.records]
+    except DataError as error:
+        print(f"MNIST not found, random images instead: {error}")
+        rng = np.random.default_rng(SEED)
+        images, labels = rng.integers(0, 256, (args.records, 28, 28), np.uint8), rng.integers(0, 10, args.records)
+    X = torch_pixels(torch, images)[:, None] if torch else None
+    data = (images, labels, X, torch.from_numpy(labels.astype(np.int64)) if torch else None)
+    print(f"compile or load the kernels: {stack_engine.warm_up('float32'):.1f} s; {len(images)} records, "
+          f"{args.repeats} epochs each, alternating")
+    impls = {"ours": None, TORCH: torch} if torch else {"ours": None}
+    table = []
+    for arch in args.archs.split(","):
+        for batch_size in map(int, args.batches.split(",")):
+            small = np.arange(min(64, len(images)))  # a check that both train alike: same batches, same maths
+            after = {name: stack_epoch(impl, arch, data, small, batch_size)[1] for name, impl in impls.items()}
+            if torch:
+                gap = max(np.abs(after["ours"][p] - after[TORCH][p]).max() for p in after["ours"])
+                print(f"{arch}, batch {batch_size}: after {len(small)} records, max |Δparam| vs {TORCH} {gap:.1e}")
+            seconds: dict[str, list[float]] = {name: [] for name in impls}
+            for repeat in range(args.repeats):
+                order = np.random.default_rng(repeat).permutation(len(images))
+                for name, impl in impls.items():  # alternate: ours, torch, ours, torch, ...
+                    seconds[name].append(stack_epoch(impl, arch, data, order, batch_size)[0])
+            median = {name: statistics.median(values) for name, values in seconds.items()}
+            table.append((arch, batch_size, median["ours"], median.get(TORCH, math.nan)))
+            print(f"{arch}, batch {batch_size}: " + ", ".join(f"{n} {' '.join(f'{s:.2f}' for s in v)} s"
+                                                             for n, v in seconds.items()))
+    threads = f"torch threads {torch.get_num_threads()}; " if torch else ""
+    print(f"\n{machine(torch)}; {threads}median of {args.repeats} epochs of {len(images)} records, float32, "
+          "plain SGD\n")
+    print("| arch | batch | ours s/epoch | torch s/epoch | torch ÷ ours |\n| --- | ---: | ---: | ---: | ---: |")
+    for arch, batch_size, ours, theirs in table:
+        print(f"| {arch} | {batch_size} | {ours:.3f} | {theirs:.3f} | {theirs / ours:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir")
@@ -220,9 +322,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--stack", action="store_true", help="compare the Stack engine instead (see above)")
+    parser.add_argument("--archs", default="lenet,wide", help="presets for --stack (default: lenet,wide)")
+    parser.add_argument("--batches", default="1,32,64", help="batch sizes for --stack (default: 1,32,64)")
+    parser.add_argument("--records", type=int, default=RECORDS, help=f"records per epoch for --stack "
+                        f"(default: {RECORDS})")
+    parser.add_argument("--torch-threads", type=int, help="torch's threads for --stack (default: torch's own "
+                        "choice; on a busy machine 1 can be much faster: its threads spin while they wait)")
     args = parser.parse_args()
     if args.memory_child:
         return memory_child(args.memory_child, args.data_dir)
+    if args.stack:
+        return compare_stacks(args)
 
     torch = load_torch()
     print(machine(torch))

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from scratchcnn.errors import ConfigError
 from scratchcnn.nn import engine as engines
+from scratchcnn.nn import stack_engine
 from scratchcnn.nn.metrics import evaluate
 from scratchcnn.nn.model import ConvNet
 from scratchcnn.nn.stack import Stack
@@ -165,8 +166,10 @@ def fit(
     if resume is not None and resume.optimiser is not None:
         opt.load_state(resume.optimiser)
     plain = optimiser == "sgd" and not weight_decay  # θ ← θ − η g: what the seed network's kernel does
-    # The compiled kernel is the seed network's (ConvNet, plain SGD); anything else trains on the NumPy path.
-    compiled = resolve_engine(engine) == "numba" and isinstance(net, ConvNet) and plain
+    # Compiled: the seed network's kernel (ConvNet, plain SGD) or the stack kernel; else the NumPy path.
+    numba = resolve_engine(engine) == "numba"
+    kernel = "seed" if numba and isinstance(net, ConvNet) and plain else "stack" if numba and isinstance(net, Stack) \
+        else None
     n, held_out = split_sizes(len(X), train_size, validation_size)
     rng = np.random.default_rng(seed)
     split = rng.permutation(n)
@@ -182,8 +185,9 @@ def fit(
         stream = RecordStream(len(X_train), rng, resume.order.copy(), resume.position)
         history, step = History(list(resume.history.epochs), resume.history.stopped), resume.step
     first_epoch = len(history.epochs) + 1
-    history.engine = "numba" if compiled else "numpy"
-    history.compile_seconds = engines.warm_up(net.dtype) if compiled else 0.0  # kept out of epoch times
+    history.engine = "numba" if kernel else "numpy"
+    warm_up = {"seed": engines.warm_up, "stack": stack_engine.warm_up}.get(kernel, lambda dtype: 0.0)
+    history.compile_seconds = warm_up(net.dtype)  # kept out of epoch times
     params = net.parameters()
     bar = tqdm(total=max(epochs - first_epoch + 1, 0) * epoch_size, unit="img", disable=not progress,
                leave=False, dynamic_ncols=True)
@@ -194,7 +198,7 @@ def fit(
             start = time.perf_counter()
             order = stream.take(epoch_size)
             eta = rate(learning_rate, epoch - 1)  # η_e: the schedule's rate for this epoch (e from 0)
-            steps, L = _epoch(net, X_train, y_train, order, eta, batch_size, opt, compiled=compiled, plain=plain)
+            steps, L = _epoch(net, X_train, y_train, order, eta, batch_size, opt, kernel=kernel, plain=plain)
             step += steps
             bar.update(epoch_size)
             seconds = time.perf_counter() - start
@@ -221,14 +225,23 @@ def fit(
 
 
 def _epoch(net: ConvNet | Stack, X: np.ndarray, y: np.ndarray, order: np.ndarray, eta: float, batch_size: int,
-           opt: optimisers.Optimiser, *, compiled: bool, plain: bool) -> tuple[int, float]:
-    """One epoch of updates over ``order``: (steps done, last batch's loss); stops at a non-finite loss."""
+           opt: optimisers.Optimiser, *, kernel: str | None, plain: bool) -> tuple[int, float]:
+    """One epoch of updates over ``order``: (steps done, last batch's loss); stops at a non-finite loss.
+
+    kernel: "seed" (nn/engine.py), "stack" (nn/stack_engine.py) or None (NumPy, the equations as written).
+    """
+    params = net.parameters()
     if plain and isinstance(net, ConvNet):
         # θ ← θ − η ∂L/∂θ for each batch (engine.py, compiled, or model.py's equations with NumPy)
-        steps, L = engines.sgd_epoch(net, X, y, order, eta, batch_size, compiled)
+        steps, L = engines.sgd_epoch(net, X, y, order, eta, batch_size, kernel == "seed")
         opt.t += steps
         return steps, L
-    params, steps, L = net.parameters(), 0, math.nan
+    if kernel == "stack":
+        update = None if plain else lambda grads: opt.step(params, grads, eta)  # None: θ ← θ − η g, compiled
+        steps, L = stack_engine.epoch(net, X, y, order, eta, batch_size, update)
+        opt.t += steps if plain else 0
+        return steps, L
+    steps, L = 0, math.nan
     for first in range(0, len(order), batch_size):
         batch = order[first : first + batch_size]
         L, grads = net.loss_and_gradients_prepared(net.scale(X[batch]), y[batch])
