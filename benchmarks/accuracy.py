@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,17 +29,20 @@ def run(arch: str, where: str, shared: Path, out: Path) -> dict[str, object]:
     folder, dataset = FOLDERS[where]
     command = [sys.executable, "-m", "scratchcnn", "train", "--arch", arch, "--data-dir", str(shared / folder),
                "--dataset", dataset, "--out", str(out / f"{arch}-{where}"), "--json"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - start
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        proc = subprocess.Popen(command, stdout=stdout, stderr=stderr, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS, as /usr/bin/time -v reports it
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - start
+        stdout.seek(0), stderr.seek(0)
+        out, err = stdout.read(), stderr.read()
     if proc.returncode != 0:
-        return {"arch": arch, "data": where, "error": proc.stderr.strip().splitlines()[-1:]}
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KB on Linux: the largest child so far
+        return {"arch": arch, "data": where, "error": err.strip().splitlines()[-1:]}
+    summary = json.loads(out.strip().splitlines()[-1])
     return {"arch": arch, "data": f"{dataset} ({folder})", "test_accuracy": summary["test_accuracy"],
             "epochs": summary["epochs"], "seconds_per_epoch": summary["seconds_per_epoch"],
-            "seconds": seconds, "peak_rss_mb": peak / 1024 if peak > before else None}
+            "seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}  # KB on Linux
 
 
 def main() -> None:
@@ -60,7 +63,7 @@ def main() -> None:
             if "error" in r:
                 print(f"| {arch} | {where} | failed: {r['error']} | | | | |", flush=True)
                 continue
-            rss = "-" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.0f}"
+            rss = f"{r['peak_rss_mb']:.0f}"
             print(f"| {r['arch']} | {r['data']} | {r['test_accuracy']:.4f} | {r['epochs']} | "
                   f"{r['seconds_per_epoch']:.2f} | {r['seconds']:.0f} | {rss} |", flush=True)
 

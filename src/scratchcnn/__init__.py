@@ -5,14 +5,18 @@
     net = ConvNet()
     fit(net, data.train_images, data.train_labels)
     net.predict(data.test_images)
+
+    deeper = from_spec("lenet")          # or any stack: from_spec("conv:8x3:same,relu,pool:max,flatten,dense")
 """
 
 from scratchcnn._version import __version__
 from scratchcnn.data import load_dataset
 from scratchcnn.errors import ConfigError, DataError, ModelFileError, ScratchCNNError
 from scratchcnn.nn.model import ConvNet
+from scratchcnn.nn.network import from_spec, load_model
+from scratchcnn.nn.stack import Stack
 from scratchcnn.options import NetworkOptions, RunOptions, TrainOptions
 from scratchcnn.train import evaluate, fit
 
 __all__ = ["ConfigError", "ConvNet", "DataError", "ModelFileError", "NetworkOptions", "RunOptions", "ScratchCNNError",
-           "TrainOptions", "__version__", "evaluate", "fit", "load_dataset"]
+           "Stack", "TrainOptions", "__version__", "evaluate", "fit", "from_spec", "load_dataset", "load_model"]

@@ -1,6 +1,8 @@
-"""The network: its equations (layers), the ConvNet that strings them together, the compiled SGD
-engine, the model file format and the metrics."""
+"""The networks: the write-up's equations (layers) and its ConvNet, stacks of layers of any depth
+(stack_layers, stack, spec, network), the compiled SGD engines, the model file format and the metrics."""
 
 from scratchcnn.nn.model import ConvNet
+from scratchcnn.nn.network import from_spec, load_model
+from scratchcnn.nn.stack import Stack
 
-__all__ = ["ConvNet"]
+__all__ = ["ConvNet", "Stack", "from_spec", "load_model"]
