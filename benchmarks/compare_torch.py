@@ -38,7 +38,9 @@ import numpy as np
 
 from scratchcnn import ConvNet, DataError
 from scratchcnn.data import load_dataset
+from scratchcnn.nn import engine as seed_engine
 from scratchcnn.nn import stack_engine
+from scratchcnn.nn.network import as_stack, from_spec
 from scratchcnn.nn.spec import build
 from scratchcnn.nn.stack import Stack
 from scratchcnn.nn.stack_layers import Conv, Flatten, Pool, ReLU
@@ -253,11 +255,23 @@ def torch_stack_scores(torch: ModuleType, net: Stack, tensors: dict[str, Any], x
 
 
 def stack_epoch(torch: ModuleType | None, arch: str, data: tuple[np.ndarray, np.ndarray, Any, Any],
-                order: np.ndarray, batch_size: int) -> tuple[float, dict[str, np.ndarray]]:
-    """(seconds, parameters after) of one epoch from build(arch, seed=0): ours if torch is None, else torch's."""
+                order: np.ndarray, batch_size: int, as_trained: bool = False) -> tuple[float, dict[str, np.ndarray]]:
+    """(seconds, parameters after) of one epoch from build(arch, seed=0): ours if torch is None, else torch's.
+
+    as_trained: ours runs as ``scratchcnn train --arch`` does (wide on the seed network's kernel).
+    """
     images, labels, X, y = data
     net = build(arch, seed=SEED, dtype="float32")
     lr = STACK_RATES.get(batch_size, 0.05)
+    if torch is None and as_trained and isinstance(from_spec(arch), ConvNet):
+        # as `scratchcnn train --arch` trains it: a preset of the write-up's shape runs on the seed kernel
+        convnet = from_spec(arch, seed=SEED, dtype="float32")
+        shared = as_stack(convnet).parameters()  # the ConvNet's own arrays, reshaped like the Stack's
+        for name, value in net.parameters().items():
+            shared[name][...] = value
+        began = time.perf_counter()
+        seed_engine.sgd_epoch(convnet, images, labels, order, lr, batch_size)
+        return time.perf_counter() - began, {name: value.copy() for name, value in shared.items()}
     if torch is None:
         began = time.perf_counter()
         stack_engine.epoch(net, images, labels, order, lr, batch_size)
@@ -294,7 +308,8 @@ def compare_stacks(args: argparse.Namespace) -> None:
     for arch in args.archs.split(","):
         for batch_size in map(int, args.batches.split(",")):
             small = np.arange(min(64, len(images)))  # a check that both train alike: same batches, same maths
-            after = {name: stack_epoch(impl, arch, data, small, batch_size)[1] for name, impl in impls.items()}
+            after = {name: stack_epoch(impl, arch, data, small, batch_size, args.as_trained)[1]
+                     for name, impl in impls.items()}
             if torch:
                 gap = max(np.abs(after["ours"][p] - after[TORCH][p]).max() for p in after["ours"])
                 print(f"{arch}, batch {batch_size}: after {len(small)} records, max |Δparam| vs {TORCH} {gap:.1e}")
@@ -302,7 +317,7 @@ def compare_stacks(args: argparse.Namespace) -> None:
             for repeat in range(args.repeats):
                 order = np.random.default_rng(repeat).permutation(len(images))
                 for name, impl in impls.items():  # alternate: ours, torch, ours, torch, ...
-                    seconds[name].append(stack_epoch(impl, arch, data, order, batch_size)[0])
+                    seconds[name].append(stack_epoch(impl, arch, data, order, batch_size, args.as_trained)[0])
             median = {name: statistics.median(values) for name, values in seconds.items()}
             table.append((arch, batch_size, median["ours"], median.get(TORCH, math.nan)))
             print(f"{arch}, batch {batch_size}: " + ", ".join(f"{n} {' '.join(f'{s:.2f}' for s in v)} s"
@@ -324,6 +339,8 @@ def main() -> None:
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--stack", action="store_true", help="compare the Stack engine instead (see above)")
     parser.add_argument("--archs", default="lenet,wide", help="presets for --stack (default: lenet,wide)")
+    parser.add_argument("--as-trained", action="store_true", help="with --stack: run each preset as `scratchcnn "
+                        "train --arch` does (wide, of the write-up's shape, on the seed network's kernel)")
     parser.add_argument("--batches", default="1,32,64", help="batch sizes for --stack (default: 1,32,64)")
     parser.add_argument("--records", type=int, default=RECORDS, help=f"records per epoch for --stack "
                         f"(default: {RECORDS})")
