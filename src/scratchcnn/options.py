@@ -229,11 +229,14 @@ def run_defaults(dataset: str = RunOptions.dataset, arch: str = RunOptions.arch)
 
 def default_text(name: str) -> str:
     """The default of option ``name`` as help text shows it, with any per-preset or per-dataset exception."""
-    value = getattr(RunOptions(), name)
-    text = "off" if value is False else "none" if value is None else str(value)
-    exceptions = [f"{values[name]} for --arch {arch}" for arch, values in ARCH_DEFAULTS.items() if name in values]
-    exceptions += [f"{values[name]} for {dataset}" for dataset, values in DATASET_DEFAULTS.items() if name in values]
-    return "; ".join([text, *exceptions])
+    def shown(value: Any) -> str:
+        return "on" if value is True else "off" if value is False else "none" if value is None else str(value)
+
+    exceptions = [f"{shown(values[name])} for --arch {arch}" for arch, values in ARCH_DEFAULTS.items()
+                  if name in values]
+    exceptions += [f"{shown(values[name])} for {dataset}" for dataset, values in DATASET_DEFAULTS.items()
+                   if name in values]
+    return "; ".join([shown(getattr(RunOptions(), name)), *exceptions])
 
 
 def _check_architecture(given: dict[str, Any]) -> None:
