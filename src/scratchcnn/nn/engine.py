@@ -450,7 +450,7 @@ def sgd_epoch(net: ConvNet, X: np.ndarray, y: np.ndarray, order: np.ndarray, lea
 
     kernel = _kernel() if compiled and isinstance(net, ConvNet) else None  # the kernel is the seed network's
     if kernel is None:
-        return _numpy_epoch(net, X, y, order, learning_rate, int(batch_size))
+        return net.sgd_steps(X, y, order, learning_rate, int(batch_size))  # the same steps in NumPy
     params = net.parameters()
     work = {name: np.ascontiguousarray(p) for name, p in params.items()}  # the arrays themselves if contiguous
     b = work.get("b", np.zeros(net.classes, dtype))
@@ -479,20 +479,3 @@ def warm_up(dtype: Any) -> float:
     for pixels in (np.uint8, net.dtype):  # one specialisation for uint8 images, one for prepared floats
         sgd_epoch(net, np.zeros((2, 4, 4), pixels), np.zeros(2, np.int64), np.arange(2), 0.0, 1)
     return time.perf_counter() - start
-
-
-def _numpy_epoch(net: ConvNet, X: np.ndarray, y: np.ndarray, order: np.ndarray, learning_rate: float,
-                 batch_size: int) -> tuple[int, float]:
-    """The same epoch with NumPy, batch by batch (slow at small batches; used without Numba)."""
-    params = net.parameters()
-    steps, L = 0, math.nan
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for first in range(0, len(order), batch_size):
-            batch = order[first : first + batch_size]
-            L, grads = net.loss_and_gradients_prepared(net.scale(X[batch]), y[batch])
-            if not math.isfinite(L):
-                break
-            for name, p in params.items():
-                p -= learning_rate * grads[name]  # θ ← θ − η ∂L/∂θ
-            steps += 1
-    return steps, L

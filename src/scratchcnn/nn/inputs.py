@@ -1,22 +1,33 @@
-"""What every network of scratchcnn checks on its way in: images and class labels."""
+"""What every network of scratchcnn shares: the checks of images and labels on their way in, chunked
+scoring, the NumPy SGD loop (the readable reference of the compiled engines) and saving to a file."""
 
 from __future__ import annotations
 
+import math
 import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from scratchcnn._version import __version__
 from scratchcnn.errors import ConfigError
 from scratchcnn.nn.layers import log_softmax
+from scratchcnn.nn.npzfile import Expected, read_npz, write_npz
 
 PREDICT_CHUNK = 512  # images per forward pass in predict: bounds memory, keeps matrices large
 
 
-class Classifier:
-    """Input checks shared by the networks (ConvNet, Stack); they set input_shape (H, W), dtype and classes."""
+class Classifier(ABC):
+    """What the networks (ConvNet, Stack) share; they set input_shape (H, W), dtype, classes and their file format."""
+
+    file_format: str
+    file_version: int
+    dataset: str | None
 
     input_shape: tuple[int, int]
     dtype: str
@@ -65,9 +76,74 @@ class Classifier:
             raise ConfigError(f"labels must lie in 0..{self.classes - 1}, got [{y.min()}, {y.max()}]")
         return y.astype(np.int64, copy=False)
 
+    @abstractmethod
     def chunk_scores(self, X: np.ndarray) -> np.ndarray:
         """Class scores A: (n, C) for a chunk of checked images (n, H, W); each network computes its own."""
-        raise NotImplementedError
+
+    @abstractmethod
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The trainable arrays by name, the same objects the network computes with."""
+
+    @abstractmethod
+    def loss_and_gradients_prepared(self, X: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+        """Mean cross-entropy L over a prepared batch and ∂L/∂θ keyed like ``parameters()``."""
+
+    @property
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """JSON-able: what a saved file needs to rebuild the network's architecture."""
+
+    def sgd_steps(self, X: np.ndarray, y: np.ndarray, order: np.ndarray, learning_rate: float, batch_size: int,
+                  update: Callable[[dict[str, np.ndarray]], None] | None = None) -> tuple[int, float]:
+        """One epoch of SGD in NumPy, the readable reference the compiled engines are held equal to.
+
+        X: (N, H, W) checked images; y: (N,) labels; order: record indices taken in consecutive batches.
+        Each batch moves every θ by θ ← θ − η ∂L/∂θ, or calls ``update(grads)`` (an optimiser's step).
+        A batch whose loss is not finite is not applied and ends the epoch. Returns (steps, last loss).
+        """
+        params = self.parameters()
+        steps, L = 0, math.nan
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for first in range(0, len(order), batch_size):
+                batch = order[first : first + batch_size]
+                L, grads = self.loss_and_gradients_prepared(self.scale(X[batch]), y[batch])
+                if not math.isfinite(L):
+                    break
+                if update is not None:
+                    update(grads)
+                else:
+                    for name, p in params.items():
+                        p -= learning_rate * grads[name]  # θ ← θ − η ∂L/∂θ
+                steps += 1
+        return steps, L
+
+    def header(self) -> dict[str, Any]:
+        """What a saved file says about itself, beside the parameter arrays."""
+        return {
+            "format": self.file_format, "format_version": self.file_version, "scratchcnn_version": __version__,
+            "config": self.config, "dataset": self.dataset,
+            "input": {"pixels": "uint8 divided by 255, or float in [0, 1]", "scale": 1 / 255},
+            "arrays": {name: list(value.shape) for name, value in self.parameters().items()},
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write parameters and header to one .npz, atomically: a crash never leaves half a file."""
+        return write_npz(path, self.parameters(), self.header(), "model")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Any:
+        """Read a file written by ``save``; refuse one whose arrays disagree with its header."""
+        return cls.from_arrays(read_npz(path, "model", lambda raw: cls.expected_arrays(raw, str(path))), str(path))
+
+    @classmethod
+    @abstractmethod
+    def expected_arrays(cls, raw_header: np.ndarray | None, where: str) -> dict[str, Expected]:
+        """{name: (dtype, shape)} of the parameters a saved header promises, computed without allocating them."""
+
+    @classmethod
+    @abstractmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], where: str) -> Any:
+        """The network a saved header (arrays["header"]) and its parameter arrays describe; ModelFileError if amiss."""
 
     def scores(self, X: np.ndarray) -> np.ndarray:
         """Class scores A: (N, C) for checked images (uint8 or prepared), in chunks of ``self.chunk``.

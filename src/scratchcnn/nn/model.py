@@ -7,18 +7,15 @@ write-up prints e^{−a_j} (the same model with W negated) and drops the minus s
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from scratchcnn import options
-from scratchcnn._version import __version__
 from scratchcnn.errors import ConfigError, ModelFileError, first_line
 from scratchcnn.nn import layers
 from scratchcnn.nn.inputs import Classifier
-from scratchcnn.nn.npzfile import MAX_ELEMENTS, Expected, read_json_header, read_npz, write_npz
+from scratchcnn.nn.npzfile import MAX_ELEMENTS, Expected, check_saved_arrays, read_json_header
 from scratchcnn.options import CLASSES, INPUT_SHAPE, NETWORK, TRAINING
 
 FILE_FORMAT = "scratchcnn.ConvNet"
@@ -31,6 +28,8 @@ class ConvNet(Classifier):
     Parameters: f (K, k, k) filters, W (C, K, H', W') dense weights with H' = H // 2, W' = W // 2,
     and b (C,) when ``bias`` is on. Inputs X: (N, H, W), uint8 (divided by 255) or float in [0, 1].
     """
+
+    file_format, file_version = FILE_FORMAT, FILE_FORMAT_VERSION
 
     def __init__(
         self,
@@ -157,24 +156,6 @@ class ConvNet(Classifier):
 
     # ---- files -------------------------------------------------------------------------------
 
-    def header(self) -> dict[str, Any]:
-        """What a saved file says about itself, beside the parameter arrays."""
-        return {
-            "format": FILE_FORMAT, "format_version": FILE_FORMAT_VERSION, "scratchcnn_version": __version__,
-            "config": self.config, "dataset": self.dataset,
-            "input": {"pixels": "uint8 divided by 255, or float in [0, 1]", "scale": 1 / 255},
-            "arrays": {name: list(value.shape) for name, value in self.parameters().items()},
-        }
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write parameters and header to one .npz, atomically: a crash never leaves half a file."""
-        return write_npz(path, self.parameters(), self.header(), "model")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> ConvNet:
-        """Read a file written by ``save``; refuse one whose arrays disagree with its header."""
-        return cls.from_arrays(read_npz(path, "model", lambda raw: cls.expected_arrays(raw, str(path))), str(path))
-
     @classmethod
     def expected_arrays(cls, raw_header: np.ndarray | None, where: str) -> dict[str, Expected]:
         """{name: (dtype, shape)} of the parameters a saved header promises, computed without allocating them.
@@ -212,17 +193,8 @@ class ConvNet(Classifier):
             net = cls(**header["config"], seed=0)
         except (ConfigError, TypeError) as error:
             raise ModelFileError(f"{where}: bad configuration in header: {first_line(error)}") from None
-        expected = net.parameters()
-        if set(arrays) != set(expected):
-            raise ModelFileError(f"{where}: holds arrays {sorted(arrays)}, its header needs {sorted(expected)}")
+        check_saved_arrays(arrays, {name: (p.dtype, p.shape) for name, p in net.parameters().items()}, where)
         for name, value in arrays.items():
-            if value.shape != expected[name].shape or value.dtype != expected[name].dtype:
-                raise ModelFileError(
-                    f"{where}: array {name} is {value.dtype} {value.shape}, its header needs "
-                    f"{expected[name].dtype} {expected[name].shape}"
-                )
-            if not np.isfinite(value).all():
-                raise ModelFileError(f"{where}: array {name} holds NaN or infinite values")
             setattr(net, name, value.copy())
         net.dataset = header.get("dataset")
         return net

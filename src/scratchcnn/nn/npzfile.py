@@ -207,6 +207,19 @@ def _shape_text(shape: tuple[int | None, ...]) -> str:
     return f"({', '.join(dims)}{',' if len(dims) == 1 else ''})"
 
 
+def check_saved_arrays(arrays: dict[str, np.ndarray], expected: dict[str, Expected], where: str) -> None:
+    """Refuse saved parameters that are not exactly the arrays the header promises, or hold NaN/infinity."""
+    if set(arrays) != set(expected):
+        raise ModelFileError(f"{where}: holds arrays {sorted(arrays)}, its header needs {sorted(expected)}")
+    for name, value in arrays.items():
+        dtype, shape = expected[name]
+        if value.shape != tuple(shape) or value.dtype != dtype:
+            raise ModelFileError(f"{where}: array {name} is {value.dtype} {value.shape}, its header needs "
+                                 f"{dtype} {tuple(shape)}")
+        if not np.isfinite(value).all():
+            raise ModelFileError(f"{where}: array {name} holds NaN or infinite values")
+
+
 def read_json_header(raw: np.ndarray | None, where: str, file_format: str, version: int,
                      sections: tuple[str, ...]) -> dict[str, Any]:
     """Parse the JSON header stored as a 0-d string array; check its format, version and sections."""

@@ -12,19 +12,16 @@ convolution, the input width for a dense layer. Biases start at 0.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from scratchcnn import options
-from scratchcnn._version import __version__
 from scratchcnn.errors import ConfigError, ModelFileError, first_line
 from scratchcnn.nn import layers as equations
 from scratchcnn.nn.inputs import Classifier
-from scratchcnn.nn.npzfile import MAX_ELEMENTS, Expected, read_json_header, read_npz, write_npz
+from scratchcnn.nn.npzfile import MAX_ELEMENTS, Expected, check_saved_arrays, read_json_header
 from scratchcnn.nn.stack_layers import Dense, Layer, ReLU, Shape, from_config
 from scratchcnn.options import CLASSES, INPUT_SHAPE, NETWORK, TRAINING
 
@@ -35,6 +32,7 @@ FILE_FORMAT_VERSION = 1
 class Stack(Classifier):
     """Layers applied in turn to images X: (N, H, W), ending in a dense layer of C class scores A: (N, C)."""
 
+    file_format, file_version = FILE_FORMAT, FILE_FORMAT_VERSION
     chunk = 128  # images scored at once per thread: a deep stack's im2col matrices are ~25× the images' size
 
     def __init__(
@@ -155,22 +153,8 @@ class Stack(Classifier):
     # ---- files -------------------------------------------------------------------------------
 
     def header(self) -> dict[str, Any]:
-        """What a saved file says about itself, beside the parameter arrays."""
-        return {
-            "format": FILE_FORMAT, "format_version": FILE_FORMAT_VERSION, "scratchcnn_version": __version__,
-            "config": self.config, "spec": self.spec(), "dataset": self.dataset,
-            "input": {"pixels": "uint8 divided by 255, or float in [0, 1]", "scale": 1 / 255},
-            "arrays": {name: list(value.shape) for name, value in self.parameters().items()},
-        }
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write parameters and header to one .npz, atomically: a crash never leaves half a file."""
-        return write_npz(path, self.parameters(), self.header(), "model")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> Stack:
-        """Read a file written by ``save``; refuse one whose arrays disagree with its header."""
-        return cls.from_arrays(read_npz(path, "model", lambda raw: cls.expected_arrays(raw, str(path))), str(path))
+        """What a saved file says about itself: Classifier's header and the stack as a spec string."""
+        return super().header() | {"spec": self.spec()}
 
     @classmethod
     def described(cls, raw_header: np.ndarray | None, where: str) -> Stack:
@@ -206,15 +190,9 @@ class Stack(Classifier):
         """
         arrays = dict(arrays)
         net = cls.described(arrays.pop("header", None), where)
-        expected = net.param_shapes()
-        if set(arrays) != set(expected):
-            raise ModelFileError(f"{where}: holds arrays {sorted(arrays)}, its header needs {sorted(expected)}")
+        dtype = np.dtype(net.dtype)
+        check_saved_arrays(arrays, {name: (dtype, shape) for name, shape in net.param_shapes().items()}, where)
         for name, value in arrays.items():
-            if value.shape != expected[name] or value.dtype != np.dtype(net.dtype):
-                raise ModelFileError(f"{where}: array {name} is {value.dtype} {value.shape}, its header needs "
-                                     f"{net.dtype} {expected[name]}")
-            if not np.isfinite(value).all():
-                raise ModelFileError(f"{where}: array {name} holds NaN or infinite values")
             index, _, key = name.partition(".")
             net.layers[int(index)].params[key] = value.copy()
         return net

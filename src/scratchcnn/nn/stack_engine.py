@@ -217,7 +217,7 @@ def epoch(net: Stack, X: np.ndarray, y: np.ndarray, order: np.ndarray, learning_
     if len(order) == 0:
         return 0, math.nan
     if not _compile():
-        return _numpy_epoch(net, X, y, order, learning_rate, int(batch_size), update)
+        return net.sgd_steps(X, y, order, learning_rate, int(batch_size), update)  # the same steps in NumPy
     run = _Run(net, X, y, order, learning_rate, int(batch_size))
     if update is None and run.parts(batch_size) == 1:  # the whole epoch in one compiled call
         steps, L = run.kernel(*run.data, 0, len(order), batch_size, run.desc, run.theta, run.grads[0], run.buffers[0],
@@ -311,23 +311,3 @@ def warm_up(dtype: Any) -> float:
     # One specialisation per dtype serves uint8 and float images, every stack and every path.
     epoch(net, np.zeros((2, 4, 4), np.uint8), np.zeros(2, np.int64), np.arange(2), 0.0, 1)
     return time.perf_counter() - start
-
-
-def _numpy_epoch(net: Stack, X: np.ndarray, y: np.ndarray, order: np.ndarray, learning_rate: float,
-                 batch_size: int, update: Update | None) -> tuple[int, float]:
-    """The same epoch with NumPy, batch by batch (used without Numba)."""
-    params = net.parameters()
-    steps, L = 0, math.nan
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for first in range(0, len(order), batch_size):
-            batch = order[first : first + batch_size]
-            L, grads = net.loss_and_gradients_prepared(net.scale(X[batch]), y[batch])
-            if not math.isfinite(L):
-                break
-            if update is not None:
-                update(grads)
-            else:
-                for name, p in params.items():
-                    p -= learning_rate * grads[name]  # θ ← θ − η ∂L/∂θ
-            steps += 1
-    return steps, L

@@ -231,24 +231,15 @@ def _epoch(net: ConvNet | Stack, X: np.ndarray, y: np.ndarray, order: np.ndarray
     kernel: "seed" (nn/engine.py), "stack" (nn/stack_engine.py) or None (NumPy, the equations as written).
     """
     params = net.parameters()
+    update = None if plain else lambda grads: opt.step(params, grads, eta)  # None: θ ← θ − η ∂L/∂θ in place
     if plain and isinstance(net, ConvNet):
-        # θ ← θ − η ∂L/∂θ for each batch (engine.py, compiled, or model.py's equations with NumPy)
         steps, L = engines.sgd_epoch(net, X, y, order, eta, batch_size, kernel == "seed")
-        opt.t += steps
-        return steps, L
-    if kernel == "stack":
-        update = None if plain else lambda grads: opt.step(params, grads, eta)  # None: θ ← θ − η g, compiled
+    elif kernel == "stack":
         steps, L = stack_engine.epoch(net, X, y, order, eta, batch_size, update)
-        opt.t += steps if plain else 0
-        return steps, L
-    steps, L = 0, math.nan
-    for first in range(0, len(order), batch_size):
-        batch = order[first : first + batch_size]
-        L, grads = net.loss_and_gradients_prepared(net.scale(X[batch]), y[batch])
-        if not math.isfinite(L):
-            break
-        opt.step(params, grads, eta)  # θ ← θ − η · (the optimiser's direction)
-        steps += 1
+    else:
+        steps, L = net.sgd_steps(X, y, order, eta, batch_size, update)
+    if plain:
+        opt.t += steps  # the step count plain SGD's own steps would have kept (it is saved in checkpoints)
     return steps, L
 
 
