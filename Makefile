@@ -31,7 +31,7 @@ test: $(VENV)/.installed-test  ## run the test suite
 lint: $(VENV)/.installed-test  ## ruff, the import layering (import-linter) and the explorer's JavaScript syntax
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	node --check src/scratchcnn/viz/assets/explorer.js && node --check src/scratchcnn/viz/assets/network.js
+	for script in src/scratchcnn/viz/assets/*.js; do node --check "$$script" || exit 1; done
 
 # What users get: build the wheel, install it (not editable) in a fresh venv, run the commands from it.
 wheel-check: $(VENV)/.installed-test  ## build the wheel and run train, explore and report from an install of it

@@ -8,7 +8,9 @@ import webbrowser
 from pathlib import Path
 from typing import Any
 
+from scratchcnn.cli.options import natural_int
 from scratchcnn.viz.explorer import EXPLORER_NAME, write_explorer
+from scratchcnn.viz.lab import LAB_RECORDS
 
 
 def add_commands(commands: Any) -> None:
@@ -29,21 +31,24 @@ def add_commands(commands: Any) -> None:
                         help=f"where to write (default: MODEL's folder/{EXPLORER_NAME})")
     parser.add_argument("--open", action="store_true", help="open the page in the web browser when written")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="where the test set is (as for train)")
+    parser.add_argument("--lab-records", type=natural_int, default=LAB_RECORDS, metavar="N",
+                        help=f"training records embedded for the page's Train panel, which goes on training the "
+                        f"model in the browser (default: {LAB_RECORDS}, ~1 kB each for MNIST; 0: no Train panel)")
     parser.set_defaults(run=run_explore)
 
 
 def run_explore(args: argparse.Namespace) -> int:
-    result = write_explorer(args.model, args.out, data_dir=args.data_dir)
+    result = write_explorer(args.model, args.out, data_dir=args.data_dir, lab_records=args.lab_records)
     for note in result.notes:
         print(f"scratchcnn: note: {note}", file=sys.stderr)
     print(f"wrote {result.path}")
-    if args.open and not _open_in_browser(result.path):  # the page is written: a note, not an error
+    if args.open and not open_in_browser(result.path):  # the page is written: a note, not an error
         print(f"scratchcnn: note: no web browser found to open the page; open {result.path.resolve()} yourself",
               file=sys.stderr)
     return 0
 
 
-def _open_in_browser(path: Path) -> bool:
+def open_in_browser(path: Path) -> bool:
     """Whether a browser took the page: webbrowser.open says False (or raises) when none is found."""
     try:
         return webbrowser.open(path.resolve().as_uri())

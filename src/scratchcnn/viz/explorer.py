@@ -16,7 +16,7 @@ import base64
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from html import escape
 from importlib import resources
@@ -26,12 +26,14 @@ from typing import Any
 import numpy as np
 
 from scratchcnn.data import CLASS_NAMES, load_dataset
+from scratchcnn.data.datasets import Dataset
 from scratchcnn.errors import ScratchCNNError, first_line
 from scratchcnn.files import write_text_atomically
 from scratchcnn.nn.model import ConvNet
 from scratchcnn.nn.network import Network, as_stack, load_model, network_spec
-from scratchcnn.options import RunOptions
+from scratchcnn.options import RunOptions, run_defaults
 from scratchcnn.train.rundir import RunDir
+from scratchcnn.viz.lab import LAB_RECORDS, lab_data
 
 EXPLORER_NAME = RunDir.EXPLORER
 PICKER_IMAGES = 50  # test images embedded for the picker: the first ones of the test set
@@ -46,11 +48,12 @@ class Explorer:
 
 
 def write_explorer(model: str | os.PathLike, out: str | os.PathLike | None = None,
-                   data_dir: str | os.PathLike | None = None) -> Explorer:
+                   data_dir: str | os.PathLike | None = None, lab_records: int = LAB_RECORDS) -> Explorer:
     """Write the explorer page for MODEL (default MODEL's folder/explorer.html), atomically.
 
     Test images come from the model's dataset on disk (never downloaded); without them the page has no
     picker and a note says so. history.json beside the model gives the training curves and test accuracy.
+    lab_records > 0: a Train panel that goes on training the model on that many embedded training records.
     """
     model = Path(model)
     net = load_model(model)
@@ -72,12 +75,27 @@ def write_explorer(model: str | os.PathLike, out: str | os.PathLike | None = Non
         notes.append(history_note)
     if summary_accuracy is not None:
         test_accuracy = summary_accuracy
+    lab = None
+    if lab_records and images is not None and len(data.train_images) > 1:
+        records = min(lab_records, len(data.train_images) * 4 // 5)  # a small dataset: a fifth validates
+        lab = lab_data(net, data, _run_options(RunDir.of_model(model), dataset), max(records, 1))
     page = build_page(net, title=f"scratchcnn explorer: {model.parent.name}/{model.name}", images=images,
                       labels=labels, history=history, test_accuracy=test_accuracy,
-                      images_note=notes[0] if images is None else None)
+                      images_note=notes[0] if images is None else None, lab=lab)
     path = Path(out) if out is not None else model.parent / EXPLORER_NAME
     write_text_atomically(path, page)
     return Explorer(path, notes)
+
+
+def write_lab(net: Network, data: Dataset, run: RunOptions, out: str | os.PathLike,
+              records: int = LAB_RECORDS) -> Path:
+    """Write the lab page for a fresh (or given) network: the explorer with its Train panel, no curves yet."""
+    title = f"scratchcnn lab: {network_spec(net).replace(',', ' → ')} on {data.name}"
+    page = build_page(net, title=title, images=data.test_images[:PICKER_IMAGES],
+                      labels=data.test_labels[:PICKER_IMAGES], lab=lab_data(net, data, run, records))
+    path = Path(out)
+    write_text_atomically(path, page)
+    return path
 
 
 def read_history(run: RunDir) -> tuple[list[dict[str, Any]] | None, float | None, str | None]:
@@ -89,6 +107,16 @@ def read_history(run: RunDir) -> tuple[list[dict[str, Any]] | None, float | None
     if summary is None:
         return None, None, None
     return summary["history"], summary.get("test_accuracy"), None
+
+
+def _run_options(run: RunDir, dataset: str) -> RunOptions:
+    """The options the run was trained with (history.json), for the Train panel to go on with; else defaults."""
+    try:
+        saved = (run.read_summary() or {}).get("options", {})
+        known = {name: value for name, value in saved.items() if name in RunOptions.__dataclass_fields__}
+        return replace(run_defaults(dataset), **known)
+    except (ScratchCNNError, TypeError):
+        return run_defaults(dataset)
 
 
 def page_data(net: Network, images: np.ndarray | None = None, labels: np.ndarray | None = None,
@@ -114,23 +142,34 @@ def page_data(net: Network, images: np.ndarray | None = None, labels: np.ndarray
     return data
 
 
+# The page's scripts by placeholder, in the order the page runs them (worker.js is text for the worker).
+SCRIPTS = {"__NETWORK__": "network.js", "__TRAINER__": "trainer.js", "__WORKER__": "worker.js", "__NPZ__": "npz.js",
+           "__PICTURE__": "picture.js", "__SCRIPT__": "explorer.js", "__EVIDENCE__": "evidence.js",
+           "__OWN_PICTURE__": "own_picture.js", "__LAB_SCRIPT__": "lab.js"}
+
+
 def build_page(net: Network, *, title: str = "scratchcnn explorer", images: np.ndarray | None = None,
                labels: np.ndarray | None = None, history: list[dict[str, Any]] | None = None,
-               test_accuracy: float | None = None, images_note: str | None = None) -> str:
-    """The whole HTML page as a string."""
-    data = json.dumps(page_data(net, images, labels, images_note), separators=(",", ":"))
-    # Inside <script>: no "</script>" or "<!--" can appear; JSON allows these escapes.
-    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+               test_accuracy: float | None = None, images_note: str | None = None,
+               lab: dict[str, Any] | None = None) -> str:
+    """The whole HTML page as a string; ``lab`` (viz/lab.py's lab_data) adds the Train panel."""
     replacements = {
         "__TITLE__": escape(title), "__SUMMARY__": escape(describe(net, test_accuracy)),
-        "__CURVES__": curves_svg(history, test_accuracy), "__DATA__": data,
+        "__CURVES__": curves_svg(history, test_accuracy), "__LAB__": _script_json(lab),
+        "__DATA__": _script_json(page_data(net, images, labels, images_note)),
     }
     page = _asset("explorer.html").replace("__STYLE__", _asset("explorer.css"))
-    # network.js first, in its own <script>: explorer.js uses the ScratchNet it defines.
-    page = page.replace("__NETWORK__", _asset("network.js")).replace("__SCRIPT__", _asset("explorer.js"))
-    for key in ("__TITLE__", "__SUMMARY__", "__CURVES__", "__DATA__"):  # __DATA__ last: its text is not scanned
-        page = page.replace(key, replacements[key])
+    for key, name in SCRIPTS.items():
+        page = page.replace(key, _asset(name))
+    for key, value in replacements.items():  # the data last: its text is not scanned for placeholders
+        page = page.replace(key, value)
     return page
+
+
+def _script_json(value: Any) -> str:
+    """JSON to sit inside <script>: no "</script>" or "<!--" can appear (JSON allows these escapes)."""
+    text = json.dumps(value, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 @cache

@@ -193,9 +193,16 @@
   }
 
   let shown = new Float64Array(C);
-  let picked = -1;  // the test image shown as it is, until the user draws on it or clears it
+  let picked = -1;  // the test image shown as it is (−2: the user's picture), until the user draws on it or clears it
+  const listeners = [];  // evidence.js, lab.js: told after each update
+  let pending = false;  // an update asked for and not yet done: at most one per frame while drawing or training
+  function requestUpdate() {
+    if (!pending) { pending = true; requestAnimationFrame(() => { if (pending) update(); }); }
+  }
+  const flush = () => { if (pending) update(); };  // before reading what the page shows
   function update() {
-    X = $("centre").checked && picked < 0 ? centre(G) : Float64Array.from(G);
+    pending = false;
+    X = $("centre").checked && picked === -1 ? centre(G) : Float64Array.from(G);
     let reps = 0;
     const t0 = performance.now();
     do { forward(X); reps++; } while (reps < 10 && performance.now() - t0 < 5);  // repeated: the clock is coarse
@@ -214,7 +221,9 @@
     $("timing").textContent = "forward pass in this page: " + (ms < 0.01 ? "< 0.01" : ms.toFixed(2)) + " ms";
     $("input-note").textContent = picked >= 0 ? "test image " + D.images.indices[picked] +
       ", as it is: already centred and scaled (the checkbox applies to drawings)"
-      : $("centre").checked ? "the drawing, centred and scaled" : "the canvas as drawn";
+      : picked === -2 ? "your picture, prepared as scratchcnn predict prepares it"
+        : $("centre").checked ? "the drawing, centred and scaled" : "the canvas as drawn";
+    for (const fn of listeners) fn();
   }
 
   // ---- hovering: where a pixel of Y_k or Z_k came from ------------------------------------------
@@ -305,11 +314,11 @@
   };
   drawEl.addEventListener("pointerdown", (e) => {
     e.preventDefault(); drawEl.setPointerCapture(e.pointerId); last = pos(e); picked = -1;
-    stroke(last[0], last[1], last[0], last[1]); update();
+    stroke(last[0], last[1], last[0], last[1]); requestUpdate();
   });
   drawEl.addEventListener("pointermove", (e) => {
     if (!last) return;
-    const p = pos(e); stroke(last[0], last[1], p[0], p[1]); last = p; update();
+    const p = pos(e); stroke(last[0], last[1], p[0], p[1]); last = p; requestUpdate();
   });
   const up = () => { last = null; };
   drawEl.addEventListener("pointerup", up); drawEl.addEventListener("pointercancel", up);
@@ -348,9 +357,9 @@
     predict(pixels) {  // pixels: H·W floats in [0, 1]; the page's own pictures are left as they were
       const out = Array.from(forward(Float64Array.from(pixels))); forward(X); return out;
     },
-    probabilities() { return Array.from(shown); },
-    outputs() { return Array.from(outs, (out) => Array.from(out)); },  // each layer's, for the current input
-    input() { return Array.from(X); },
+    probabilities() { flush(); return Array.from(shown); },
+    outputs() { flush(); return Array.from(outs, (out) => Array.from(out)); },  // each layer's, for the current input
+    input() { flush(); return Array.from(X); },
     imageCount: images.length,
     image(n) { return Array.from(images[n]); },
     selectImage,
@@ -358,6 +367,21 @@
       const t0 = performance.now();
       for (let r = 0; r < reps; r++) forward(X);
       return (performance.now() - t0) / reps;
+    },
+    // For the page's other scripts: the network, drawing helpers, and hooks into the input and parameters.
+    data: D, params, outs, P, blocks,
+    draw: { canvas, paint, mapCanvas, absmax, scaleText },
+    onUpdate(fn) { listeners.push(fn); },
+    flush,
+    setParameters(named) {  // {"<layer>.<name>": numbers}: e.g. what the Train panel's worker has trained
+      for (const [key, values] of Object.entries(named)) {
+        const [i, name] = key.split(".");
+        params[+i][name].set(values);
+      }
+      requestUpdate();
+    },
+    setPicture(pixels) {  // H·W floats in [0, 1], already prepared: the input as it is
+      G.set(pixels); picked = -2; select(null); update();
     },
   };
   if (images.length) selectImage(0); else update();
