@@ -411,6 +411,20 @@ def measure(runners: list[Runner], minimum: int, repeats: int, min_seconds: floa
             runner.timed()
 
 
+def paired_ratios(network: str, runners: list[Runner]) -> str:
+    """Ours ÷ each library repeat by repeat: runs of one repeat are close in time, so they share the machine's
+    load more than medians do; a wide spread says the machine was busy."""
+    ours = next((r for r in runners if r.implementation == "ours"), None)
+    if ours is None:
+        return f"{network} repeat by repeat: -"
+    parts = []
+    for r in runners:
+        if r is not ours:
+            ratios = ", ".join(f"{a / b:.1f}" for a, b in zip(ours.rates, r.rates, strict=True))
+            parts.append(f"ours ÷ {TITLES[r.implementation]} {ratios}")
+    return f"{network} repeat by repeat: {'; '.join(parts)}"
+
+
 def ratio(ours: float | None, theirs: float | None) -> str:
     return f"{ours / theirs:.1f}×" if ours and theirs else "–"
 
@@ -467,6 +481,7 @@ def run(args: argparse.Namespace, npm_folder: Path, log: Callable[[str], None]) 
                 results[network] = {r.implementation: statistics.median(r.rates) for r in runners}
                 for r in runners:
                     note(r.summary())
+                note(paired_ratios(network, runners))
                 for r in runners:
                     if r.implementation in args.profile:
                         note(f"{network} {TITLES[r.implementation]} profile (self time): {r.profile(args.top)}")

@@ -167,8 +167,7 @@ def js_options(options: dict[str, Any]) -> dict[str, Any]:
 
 def check_epochs_equal(js: dict[str, Any], seen: list[dict[str, Any]], orders: list[np.ndarray],
                        X: np.ndarray, y: np.ndarray) -> None:
-    assert len(js["epochs"]) >= len(seen)
-    for order, python, ours in zip(orders, seen, js["epochs"], strict=False):
+    for order, python, ours in zip(orders, seen, js["epochs"], strict=True):
         # the order given to JavaScript is fit's: the same images and labels, in the same sequence
         np.testing.assert_array_equal(python["X"], X[order])
         np.testing.assert_array_equal(python["y"], y[order])

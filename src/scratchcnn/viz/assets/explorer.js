@@ -91,7 +91,8 @@
         const t = scale > 0 ? Math.max(-1, Math.min(1, v / scale)) : 0, u = Math.round(255 * (1 - Math.abs(t)));
         if (t >= 0) { r = 255; g = bl = u; } else { r = g = u; bl = 255; }
       }
-      img.data.set([r, g, bl, 255], 4 * i);
+      const d = img.data, o = 4 * i;  // no array per pixel: while training, the page repaints often
+      d[o] = r; d[o + 1] = g; d[o + 2] = bl; d[o + 3] = 255;
     }
     ctx.putImageData(img, 0, 0);
   }

@@ -27,7 +27,8 @@
     epoch_records: "lab-epoch-records", train_records: "lab-train-records", epochs: "lab-epochs" };
   let options = Object.assign({ train_records: lab.train.count, epoch_records: lab.train.count }, lab.options);
   const history = [], steps = [];  // per epoch records; [epoch + fraction, smoothed loss] points
-  let status = null, rate = 0, lastStatus = null, savedNote = "", latest = null, current = null;
+  const STATUS_EVERY_MS = 200, MAX_POINTS = 2000;  // keep the page's thread light while the worker trains
+  let shownAt = -Infinity, status = null, rate = 0, lastStatus = null, savedNote = "", latest = null, current = null;
   const queue = [];  // what the controls said before the worker had its data
   const send = (message) => (train ? worker.postMessage(message) : queue.push(message));
 
@@ -47,12 +48,13 @@
     next.train_records = Math.min(next.train_records, lab.train.count);
     return next;
   }
-  function init() {
+  function init() {  // the sample moves to the worker (transferred, not copied): the page keeps no copy
     train = decode(lab.train); validation = decode(lab.validation);
+    lab.train.base64 = lab.validation.base64 = null;
     worker.postMessage({ type: "init", D: { config: D.config, specs: D.specs, shapes: D.shapes, params: D.params },
       train: { images: train.images, labels: train.labels, count: train.count },
       validation: { images: validation.images, labels: validation.labels, count: validation.count },
-      options, seed: options.seed });
+      options, seed: options.seed }, [train.images.buffer, validation.images.buffer]);
     queue.splice(0).forEach((message) => worker.postMessage(message));
   }
 
@@ -73,6 +75,8 @@
     options.seed = Number.isInteger(Number($("lab-seed").value)) ? Number($("lab-seed").value) : options.seed;
     send({ type: "set", options }); send({ type: "reset", seed: options.seed }); drawCurves();
   }
+  $("draw").addEventListener("pointerdown", () => send({ type: "drawing", drawing: true }));
+  window.addEventListener("pointerup", () => send({ type: "drawing", drawing: false }));
   $("lab-preset").addEventListener("change", (e) => usePreset(e.target.value));
   $("lab-start").addEventListener("click", () => send({ type: "start" }));
   $("lab-pause").addEventListener("click", () => send({ type: "pause" }));
@@ -88,10 +92,12 @@
   // ---- what the worker says ---------------------------------------------------------------------
   const handlers = {
     status(m) {
-      if (lastStatus && m.steps > lastStatus.steps) rate = (m.steps - lastStatus.steps) / ((m.time - lastStatus.time) / 1000);
-      if (!m.running) rate = 0;
-      lastStatus = m; status = m;
+      status = m;
       if (Number.isFinite(m.smooth) && m.steps) steps.push([m.epoch + (m.epochRecords ? m.at / m.epochRecords : 0), m.smooth]);
+      if (steps.length > MAX_POINTS) steps.splice(0, steps.length, ...steps.filter((_, i) => i % 2 === 0));
+      if (m.running && m.time - shownAt < STATUS_EVERY_MS) return;  // the text changes a few times a second
+      rate = m.running && lastStatus && m.time > lastStatus.time ? (m.steps - lastStatus.steps) / ((m.time - lastStatus.time) / 1000) : 0;
+      shownAt = m.time; lastStatus = m;
       $("lab-start").disabled = m.running; $("lab-pause").disabled = !m.running; $("lab-step").disabled = m.running;
       showStatus();
     },

@@ -4,15 +4,19 @@
 // "pause", a new learning rate or a new batch size take effect at the next batch.
 //
 // Messages in:  init {D, train, validation, options, seed}, start, pause, step (one batch), reset {seed},
-//               set {options}, order {order} (the records of the next epoch, in this order: for tests),
+//               set {options}, drawing {drawing} (the user is drawing: rest longer), order {order} (the records of the next epoch, in this order: for tests),
 //               save {dtype} (the parameters as the model file will hold them, and their accuracy).
 // Messages out: status {...} after each slice, params {params} (at most PARAMS_EVERY_MS apart, and at each stop),
 //               epoch {record}, stopped {reason}, saved {params, validation_accuracy, train_accuracy}.
 "use strict";
 (function () {
-  const SLICE_MS = 25, PARAMS_EVERY_MS = 120, SMOOTHING = 0.02;  // smoothed loss: ℓ ← ℓ + α (L − ℓ)
+  // A rest between slices leaves the CPU to the page's drawing on a machine with few cores: REST_MS (~10 % slower),
+  // and while the user draws DRAWING_REST_MS, a third of the speed: on 2 cores, frames of the stroke were
+  // dropped (gaps of 50–83 ms) when the worker rested less, though the page's own thread was never busy 50 ms.
+  const SLICE_MS = 25, REST_MS = 3, DRAWING_REST_MS = 50, PARAMS_EVERY_MS = 250;
+  const SMOOTHING = 0.02;  // the smoothed loss: ℓ ← ℓ + α (L − ℓ)
   let D, train, validation, options, T;
-  let running = false, epoch = 0, steps = 0, records = 0, smooth = NaN, lastParams = 0;
+  let drawing = false, running = false, epoch = 0, steps = 0, records = 0, smooth = NaN, lastParams = 0;
   let seed = 0, pass = 0, stream = null, position = 0;  // the record stream, reshuffled at each pass (fit's)
   let order = null, at = 0, given = null, atStart = null, epochStart = 0;  // the current epoch
 
@@ -81,7 +85,7 @@
     const t0 = performance.now();
     while (running && performance.now() - t0 < SLICE_MS) if (!batch()) break;
     report(!running);
-    if (running) setTimeout(slice, 0);
+    if (running) setTimeout(slice, drawing ? DRAWING_REST_MS : REST_MS);
   }
   function saved(dtype) {  // the parameters as the file holds them (float32 rounds), and how well those do
     const now = T.parameters(), kept = {};
@@ -114,6 +118,8 @@
         stream = ScratchTrain.shuffle(options.train_records, seed + pass); position = 0;
       }
       report(true);
+    } else if (m.type === "drawing") {
+      drawing = m.drawing;
     } else if (m.type === "order") {
       given = Int32Array.from(m.order);
     } else if (m.type === "save") {
