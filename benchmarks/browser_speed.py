@@ -287,7 +287,7 @@ def our_page_data(arch: str) -> dict[str, Any]:
     return page_data(build(arch, seed=0, dtype="float64"))
 
 
-def load_records(data_dir: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
+def load_records(data_dir: Path | None, count: int) -> tuple[np.ndarray, np.ndarray]:
     """The first `count` MNIST training records: images uint8 (N, 28, 28), labels (N,)."""
     from scratchcnn.data import load_dataset
 
@@ -307,7 +307,7 @@ class Records:
     shape: tuple[int, int]  # H, W
 
     @classmethod
-    def load(cls, data_dir: Path) -> Records:
+    def load(cls, data_dir: Path | None) -> Records:
         images, labels = load_records(data_dir, MAX_IMAGES)
         pixels = np.ascontiguousarray(images, np.uint8).tobytes()
         return cls(base64.b64encode(pixels).decode("ascii"), [int(v) for v in labels],
@@ -525,8 +525,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per implementation (the median counts)")
     parser.add_argument("--min-seconds", type=float, default=1.0,
                         help="each implementation's timed run lasts at least about this long (from its warm-up speed)")
-    parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data",
-                        help="the folder holding mnist/ (its first 10 000 training records are used)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="the folder holding mnist/ (its first 10 000 training records are used; default: "
+                             "where scratchcnn finds it, e.g. $SCRATCHCNN_DATA)")
     parser.add_argument("--keep-npm", type=Path, metavar="DIR",
                         help="install ConvNetJS and TF.js into DIR and keep them there (reused when DIR already "
                              "holds them) instead of a temporary folder")

@@ -30,7 +30,7 @@ def add_commands(commands: Any) -> None:
         "rate while it runs, watch the accuracy and loss curves, the kernels and the dense weights move, and save "
         "the trained model as a .npz that scratchcnn evaluate, predict, figures and explore read. Presets: the "
         "write-up (SGD, one record a step) and its overtraining experiment (100 records, training accuracy "
-        "100 %% while validation stays below). The network is the write-up's unless --arch, --layers or a MODEL "
+        "100 % while validation stays below). The network is the write-up's unless --arch, --layers or a MODEL "
         "to go on training says otherwise. The page links to nothing: it opens from disk, offline.\n\n"
         "examples: scratchcnn lab --open\n"
         "          scratchcnn lab --arch lenet --out lenet-lab.html\n"
