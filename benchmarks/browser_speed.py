@@ -8,7 +8,7 @@ Playwright), each implementation trains the same network, per record (batch size
 0.005, softmax cross-entropy), on the same MNIST training records in the same order, and the script prints
 records per second:
 
-- ours: the page's network.js + trainer.js, read from the installed package, in float64;
+- ours: the page's network.js + backprop.js + trainer.js, read from the installed package, in float64;
 - ConvNetJS 0.3.0 (float64 too: its arrays are Float64Array);
 - TensorFlow.js 4.22.0 on its cpu backend (float32), one tf.train.sgd minimize per record inside tf.tidy.
 
@@ -268,10 +268,10 @@ def named(text: str, name: str) -> str:
 
 
 def our_scripts() -> list[str]:
-    """network.js then trainer.js, as the installed package ships them."""
+    """network.js, backprop.js then trainer.js, as the installed package ships them."""
     assets = importlib.resources.files("scratchcnn.viz") / "assets"
     texts = []
-    for name in ("network.js", "trainer.js"):
+    for name in ("network.js", "backprop.js", "trainer.js"):
         resource = assets / name
         if not resource.is_file():
             raise BenchmarkError(f"scratchcnn.viz assets have no {name}: the trainer is not built yet")

@@ -40,6 +40,7 @@ DRIVER = r"""
 const fs = require("fs");
 const [assets, jobPath, outPath] = process.argv.slice(2);
 require(assets + "/network.js");
+require(assets + "/backprop.js");
 const ScratchTrain = require(assets + "/trainer.js");
 const job = JSON.parse(fs.readFileSync(jobPath, "utf8"));
 const bytes = (path) => new Uint8Array(fs.readFileSync(path));
@@ -108,6 +109,7 @@ def run_js(node: str, tmp_path: Path, net: Network, X: np.ndarray, y: np.ndarray
 def node_eval(node: str, code: str) -> Any:
     """The JSON a JavaScript expression gives, with ScratchNet and ScratchTrain loaded."""
     script = (f"require({json.dumps(str(ASSETS / 'network.js'))});"
+              f"require({json.dumps(str(ASSETS / 'backprop.js'))});"
               f"const ScratchTrain = require({json.dumps(str(ASSETS / 'trainer.js'))});"
               f"process.stdout.write(JSON.stringify({code}));")
     return json.loads(subprocess.run([node, "-e", script], check=True, capture_output=True, text=True).stdout)
@@ -337,9 +339,10 @@ def test_options_schedules_and_parameters(node: str, tmp_path: Path) -> None:
 
 
 def test_the_trainer_touches_no_dom() -> None:
-    text = (ASSETS / "trainer.js").read_text(encoding="utf-8")
-    assert not re.search(r"\b(document|window|navigator|localStorage)\s*[.\[]|\bfetch\s*\(", text)
-    assert '"use strict"' in text and "module.exports = ScratchTrain" in text
+    for name, namespace in (("backprop.js", "ScratchBackprop"), ("trainer.js", "ScratchTrain")):
+        text = (ASSETS / name).read_text(encoding="utf-8")
+        assert not re.search(r"\b(document|window|navigator|localStorage)\s*[.\[]|\bfetch\s*\(", text)
+        assert '"use strict"' in text and f"module.exports = {namespace}" in text
 
 
 # ---- Chromium: the seed network's epoch in a Web Worker -----------------------------------------------------
@@ -377,7 +380,7 @@ def test_chromium_trains_the_seed_network_as_fit_does(browser, monkeypatch, mnis
     page.set_content("<!DOCTYPE html><title>trainer</title>")
     result = page.evaluate(WORKER_EPOCH, {
         "network": (ASSETS / "network.js").read_text(encoding="utf-8"),
-        "trainer": (ASSETS / "trainer.js").read_text(encoding="utf-8"),
+        "trainer": "\n;\n".join((ASSETS / name).read_text(encoding="utf-8") for name in ("backprop.js", "trainer.js")),
         "page": page_data(net), "images": base64.b64encode(np.ascontiguousarray(X).tobytes()).decode("ascii"),
         "labels": [int(v) for v in y], "order": order.tolist(), "options": js_options(options),
     })

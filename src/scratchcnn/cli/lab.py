@@ -71,7 +71,7 @@ def run_lab(args: argparse.Namespace) -> int:
     if net is None:
         net = build_network(run.network, input_shape=data.train_images.shape[1:], seed=run.seed)
         net.dataset = data.name
-    written = write_lab(net, data, run, path, args.lab_records)
+    written = write_lab(net, data, run, path, args.lab_records, fresh=args.model is None)
     size = written.stat().st_size / 1e6
     print(f"wrote {written} ({size:.1f} MB: {args.lab_records} training records embedded)")
     if args.open and not open_in_browser(written):

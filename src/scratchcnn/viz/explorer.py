@@ -88,11 +88,12 @@ def write_explorer(model: str | os.PathLike, out: str | os.PathLike | None = Non
 
 
 def write_lab(net: Network, data: Dataset, run: RunOptions, out: str | os.PathLike,
-              records: int = LAB_RECORDS) -> Path:
-    """Write the lab page for a fresh (or given) network: the explorer with its Train panel, no curves yet."""
+              records: int = LAB_RECORDS, fresh: bool = True) -> Path:
+    """Write the lab page for a network, fresh (built with run.seed) or trained: the explorer and its Train panel."""
     title = f"scratchcnn lab: {network_spec(net).replace(',', ' → ')} on {data.name}"
     page = build_page(net, title=title, images=data.test_images[:PICKER_IMAGES],
-                      labels=data.test_labels[:PICKER_IMAGES], lab=lab_data(net, data, run, records))
+                      labels=data.test_labels[:PICKER_IMAGES], lab=lab_data(net, data, run, records),
+                      summary=describe(net, None, fresh_seed=run.seed) if fresh else None)
     path = Path(out)
     write_text_atomically(path, page)
     return path
@@ -143,19 +144,22 @@ def page_data(net: Network, images: np.ndarray | None = None, labels: np.ndarray
 
 
 # The page's scripts by placeholder, in the order the page runs them (worker.js is text for the worker).
-SCRIPTS = {"__NETWORK__": "network.js", "__TRAINER__": "trainer.js", "__WORKER__": "worker.js", "__NPZ__": "npz.js",
-           "__PICTURE__": "picture.js", "__SCRIPT__": "explorer.js", "__EVIDENCE__": "evidence.js",
-           "__OWN_PICTURE__": "own_picture.js", "__LAB_SCRIPT__": "lab.js"}
+SCRIPTS = {"__NETWORK__": "network.js", "__BACKPROP__": "backprop.js", "__TRAINER__": "trainer.js",
+           "__WORKER__": "worker.js", "__NPZ__": "npz.js", "__PICTURE__": "picture.js", "__SCRIPT__": "explorer.js",
+           "__EVIDENCE__": "evidence.js", "__OWN_PICTURE__": "own_picture.js", "__LAB_SCRIPT__": "lab.js"}
 
 
 def build_page(net: Network, *, title: str = "scratchcnn explorer", images: np.ndarray | None = None,
                labels: np.ndarray | None = None, history: list[dict[str, Any]] | None = None,
                test_accuracy: float | None = None, images_note: str | None = None,
-               lab: dict[str, Any] | None = None) -> str:
+               lab: dict[str, Any] | None = None, summary: str | None = None) -> str:
     """The whole HTML page as a string; ``lab`` (viz/lab.py's lab_data) adds the Train panel."""
+    curves = curves_svg(history, test_accuracy)
+    if lab is not None and not history:
+        curves = '<p class="hint">No training run behind this page: the Train panel draws its curves.</p>'
     replacements = {
-        "__TITLE__": escape(title), "__SUMMARY__": escape(describe(net, test_accuracy)),
-        "__CURVES__": curves_svg(history, test_accuracy), "__LAB__": _script_json(lab),
+        "__TITLE__": escape(title), "__SUMMARY__": escape(summary or describe(net, test_accuracy)),
+        "__CURVES__": curves, "__LAB__": _script_json(lab),
         "__DATA__": _script_json(page_data(net, images, labels, images_note)),
     }
     page = _asset("explorer.html").replace("__STYLE__", _asset("explorer.css"))
@@ -178,15 +182,20 @@ def _asset(name: str) -> str:
     return resources.files("scratchcnn.viz").joinpath("assets", name).read_text(encoding="utf-8")
 
 
-def describe(net: Network, test_accuracy: float | None) -> str:
-    """One sentence: the network's shape, its input, classes, data and test accuracy."""
+def describe(net: Network, test_accuracy: float | None, fresh_seed: int | None = None) -> str:
+    """One sentence: the network's shape, its input, classes, data and test accuracy (or, ``fresh_seed``
+    given, that its parameters are a fresh initialisation to train in the page)."""
     H, W = net.input_shape
     if isinstance(net, ConvNet):
         shape = [f"{net.filters} filters of {net.kernel_size}×{net.kernel_size}", f"pooling: {net.pool}",
                  f"activation: {net.activation}", "with bias b" if net.bias else "no bias"]
     else:
         shape = [f"{len(net.layers)} layers: {network_spec(net).replace(',', ' → ')}"]
-    parts = [*shape, f"input {H}×{W}", f"{net.classes} classes", f"trained on {net.dataset or 'unknown data'}"]
+    data = net.dataset or "unknown data"
+    parts = [*shape, f"input {H}×{W}", f"{net.classes} classes",
+             f"to train on {data}" if fresh_seed is not None else f"trained on {data}"]
+    if fresh_seed is not None:
+        return ", ".join(parts) + f"; fresh parameters (seed {fresh_seed}), not trained yet."
     accuracy = f"test accuracy {100 * test_accuracy:.2f} %" if test_accuracy is not None else "test accuracy unknown"
     return ", ".join(parts) + "; " + accuracy + "."
 

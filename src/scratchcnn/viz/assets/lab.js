@@ -1,5 +1,5 @@
 // The Train panel: controls, live curves and weights, and saving, for the training that worker.js runs in a
-// Web Worker (network.js's forward pass and trainer.js's backward pass and optimisers, in float64). The page
+// Web Worker (network.js's forward pass, backprop.js's backward pass, trainer.js's optimisers; float64). The page
 // stays the explorer: each time the worker sends its parameters, the Layers panel, P and the evidence are
 // redrawn with them, so the kernels f_k and the maps Y_k, Z_k of the current input change as it learns.
 "use strict";
@@ -21,7 +21,7 @@
     lab.validation.count.toLocaleString("en") + " validation records of " + lab.dataset;
 
   // ---- the worker: built from the page's own scripts, so the page stays one file -------------------
-  const source = ["network-js", "trainer-js", "worker-js"].map((id) => $(id).textContent).join("\n;\n");
+  const source = ["network-js", "backprop-js", "trainer-js", "worker-js"].map((id) => $(id).textContent).join("\n;\n");
   const worker = new Worker(URL.createObjectURL(new Blob([source], { type: "text/javascript" })));
   const fields = { learning_rate: "lab-lr", batch_size: "lab-batch", optimiser: "lab-optimiser",
     epoch_records: "lab-epoch-records", train_records: "lab-train-records", epochs: "lab-epochs" };
@@ -116,9 +116,10 @@
   const pct = (v) => (Number.isFinite(v) ? (100 * v).toFixed(2) + " %" : "–");
   function showStatus() {
     if (!status) return;
-    const last = history[history.length - 1];
+    const last = history[history.length - 1], done = Math.max(status.epoch, last ? last.epoch : 0);
+    const within = status.running || (status.at > 0 && status.at < status.epochRecords);  // an epoch under way
     $("lab-status").textContent = (status.running ? "training" : status.steps ? "paused" : "not started") +
-      " · epoch " + (status.epoch + (status.at && status.at < status.epochRecords ? 1 : 0)) + " of " + options.epochs +
+      (within ? " · epoch " + (done + 1) + " of " + options.epochs : " · " + done + " of " + options.epochs + " epochs done") +
       " · step " + status.steps.toLocaleString("en") + " · " + rate.toFixed(0) + " steps/s" +
       " · η " + status.learningRate.toPrecision(3) +
       (Number.isFinite(status.smooth) ? " · loss (smoothed) " + status.smooth.toFixed(4) : "") +
@@ -127,7 +128,7 @@
   }
 
   // ---- curves: accuracy and loss per epoch, the smoothed loss per step ---------------------------
-  function plot(el, series, yMax, yLabel) {
+  function plot(el, series, yMax, legendBelow) {  // legendBelow: in the lower right, where curves rarely go
     const ctx = el.getContext("2d"), w = el.width, h = el.height, L = 42, R = 8, T0 = 8, B = 26;
     ctx.clearRect(0, 0, w, h); ctx.font = "11px system-ui, sans-serif"; ctx.fillStyle = "#444";
     const xMax = Math.max(1, ...series.flatMap((s) => s.points.map((p) => p[0])));
@@ -138,22 +139,23 @@
       ctx.beginPath(); ctx.moveTo(L, y(v)); ctx.lineTo(w - R, y(v)); ctx.stroke();
       ctx.fillText(yMax === 1 ? v.toFixed(2) : v.toPrecision(2), 4, y(v) + 4);
     }
-    ctx.fillText("epoch (max " + xMax.toFixed(0) + ")", w / 2 - 30, h - 6); ctx.fillText(yLabel, L + 4, T0 + 10);
+    ctx.fillText("epoch (max " + xMax.toFixed(0) + ")", w / 2 - 30, h - 6);  // the quantity: the plot's heading
     series.forEach((s, n) => {
       ctx.strokeStyle = s.colour; ctx.lineWidth = s.thin ? 1 : 2; ctx.beginPath();
       s.points.forEach(([px, py], i) => (i ? ctx.lineTo(x(px), y(py)) : ctx.moveTo(x(px), y(py))));
-      ctx.stroke(); ctx.fillStyle = s.colour; ctx.fillText(s.name, w - R - 150, T0 + 24 + 13 * n);
+      const top = legendBelow ? h - B - 10 - 13 * (series.length - 1) : T0 + 24;
+      ctx.stroke(); ctx.fillStyle = s.colour; ctx.fillText(s.name, w - R - 130, top + 13 * n);
     });
   }
   function drawCurves() {
     const per = (key) => history.filter((r) => Number.isFinite(r[key])).map((r) => [r.epoch, r[key]]);
     plot($("lab-accuracy"), [{ name: "train", colour: "#2a6fb0", points: per("train_accuracy") },
-      { name: "validation", colour: "#e08020", points: per("validation_accuracy") }], 1, "accuracy");
+      { name: "validation", colour: "#e08020", points: per("validation_accuracy") }], 1, true);
     const losses = [...per("train_loss"), ...per("validation_loss"), ...steps].map((p) => p[1]);
     const top = Math.max(0.1, Math.min(5, ...(losses.length ? [Math.max(...losses) * 1.1] : [1])));
     plot($("lab-loss"), [{ name: "per step (smoothed)", colour: "#999", thin: true, points: steps },
       { name: "train", colour: "#2a6fb0", points: per("train_loss") },
-      { name: "validation", colour: "#e08020", points: per("validation_loss") }], top, "loss (mean −ln P_y)");
+      { name: "validation", colour: "#e08020", points: per("validation_loss") }], top, false);
   }
 
   // ---- the dense weights W per class: the last dense layer's rows, as maps when it reads maps ---------

@@ -1,7 +1,7 @@
-// The Train panel's Web Worker: trainer.js's SGD on the page's embedded sample, away from the page's thread, so
-// that drawing and hovering stay smooth while it trains. lab.js builds it from the text of network.js,
-// trainer.js and this file. It trains in slices of SLICE_MS and returns to its event loop between them, so that
-// "pause", a new learning rate or a new batch size take effect at the next batch.
+// The Train panel's Web Worker: trainer.js's SGD on the page's embedded sample, away from the page's thread,
+// so that drawing and hovering stay smooth while it trains. lab.js builds it from the text of network.js,
+// backprop.js, trainer.js and this file. It trains in slices of SLICE_MS and returns to its event loop between
+// them, so that "pause", a new learning rate or a new batch size take effect at the next batch.
 //
 // Messages in:  init {D, train, validation, options, seed}, start, pause, step (one batch), reset {seed},
 //               set {options}, drawing {drawing} (the user is drawing: rest longer), order {order} (the records of the next epoch, in this order: for tests),
