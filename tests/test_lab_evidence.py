@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_explorer import browser, open_page  # noqa: F401 (a fixture)
-from test_stack_explorer import layer_outputs, network
+from test_stack_explorer import layer_outputs, network, with_biases
 
 from scratchcnn.data import load_dataset
 from scratchcnn.data.images import read_digit
@@ -35,16 +35,6 @@ IMAGES = 8  # test images embedded in each page
 @pytest.fixture(scope="module")
 def mnist(data_dir: Path):
     return load_dataset("mnist", data_dir, download=False)
-
-
-def with_biases(net: Network, seed: int = 1) -> Network:
-    """net with every bias set to random nonzero values, so that b_j shows in A_j."""
-    rng = np.random.default_rng(seed)
-    for name, value in as_stack(net).parameters().items():
-        if name.endswith(".b"):
-            value[...] = rng.normal(0, 0.3, value.shape)
-    net.dataset = "mnist"
-    return net
 
 
 def open_net(browser, net: Network, mnist, path: Path):

@@ -19,7 +19,7 @@ from test_explorer import browser, open_page  # noqa: F401 (a fixture)
 
 from scratchcnn.data import load_dataset
 from scratchcnn.nn.metrics import evaluate
-from scratchcnn.nn.network import build_network, load_model
+from scratchcnn.nn.network import as_stack, build_network, load_model
 from scratchcnn.options import resolve
 from scratchcnn.train import fit
 from scratchcnn.viz.explorer import write_lab
@@ -154,7 +154,7 @@ def test_page_training_equals_fit(tmp_path, browser, mnist, arch, batch_size, op
     fit(net, mnist.train_images[:records], mnist.train_labels[:records], learning_rate=rate, epochs=1,
         batch_size=batch_size, validation_size=0, seed=seed, optimiser=optimiser, weight_decay=0,
         schedule="constant")
-    theirs = {name: p.reshape(-1) for name, p in as_named(net).items()}
+    theirs = {name: p.reshape(-1) for name, p in as_stack(net).parameters().items()}
     assert set(ours) == set(theirs)
     for name, value in theirs.items():
         assert np.abs(ours[name] - value).max() <= 1e-9 * np.abs(value).max(), name
@@ -162,12 +162,6 @@ def test_page_training_equals_fit(tmp_path, browser, mnist, arch, batch_size, op
     X_train = mnist.train_images[:records]
     assert record["train_accuracy"] == pytest.approx(evaluate(net, X_train, mnist.train_labels[:records])[0])
     assert not errors
-
-
-def as_named(net) -> dict[str, np.ndarray]:
-    from scratchcnn.nn.network import as_stack
-
-    return as_stack(net).parameters()
 
 
 # ---- in the browser: save, overtrain, stay responsive ----------------------------------------------------

@@ -32,15 +32,19 @@ NETWORKS = {  # name: (spec, options)
 }
 
 
-def network(spec: str, seed: int = 5, **options) -> Network:
-    """from_spec's network with every bias set to random nonzero values (they start at 0)."""
-    net = from_spec(spec, seed=seed, **options)
+def with_biases(net: Network, seed: int = 1) -> Network:
+    """net (on mnist) with every bias set to random nonzero values (they start at 0), so that b shows."""
     rng = np.random.default_rng(seed)
     for name, value in as_stack(net).parameters().items():
         if name.endswith(".b"):
             value[...] = rng.normal(0, 0.3, value.shape)
     net.dataset = "mnist"
     return net
+
+
+def network(spec: str, seed: int = 5, **options) -> Network:
+    """from_spec's network with every bias set to random nonzero values."""
+    return with_biases(from_spec(spec, seed=seed, **options), seed)
 
 
 def layer_outputs(net: Network, images: np.ndarray) -> list[np.ndarray]:

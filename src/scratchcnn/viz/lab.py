@@ -4,9 +4,9 @@ The page (explorer.py) gets a Train panel when it is given ``lab_data``: the fir
 images of the dataset to train on and the next LAB_VALIDATION to validate on (uint8, base64: 4/3 bytes a
 pixel, ~1 kB an MNIST image), the training options the run would use (scratchcnn.options), two presets
 (the write-up's SGD, and its overtraining experiment) and the model file's header, so that the page can
-save what it trained as a model file. Training itself is JavaScript: trainer.js (the backward pass of every
-layer and the optimisers, the equations of nn/stack_layers.py and train/optimisers.py) in a Web Worker
-(worker.js), driven by lab.js.
+save what it trained as a model file. Training itself is JavaScript: backprop.js (the backward pass of every
+layer, the equations of nn/stack_layers.py) and trainer.js (batches, optimisers and schedules, as
+train/optimisers.py) in a Web Worker (worker.js), driven by lab.js.
 """
 
 from __future__ import annotations

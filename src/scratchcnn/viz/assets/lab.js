@@ -41,8 +41,8 @@
     for (const [name, id] of Object.entries(fields)) {
       const v = $(id).value;
       if (name === "optimiser") { next[name] = v; continue; }
-      const n = Number(v), whole = name !== "learning_rate";
-      const ok = Number.isFinite(n) && (whole ? Number.isInteger(n) && n >= 1 : n >= 0);
+      const n = Number(v), whole = name !== "learning_rate";  // η > 0; the counts whole numbers ≥ 1
+      const ok = Number.isFinite(n) && (whole ? Number.isInteger(n) && n >= 1 : n > 0);
       next[name] = ok ? n : options[name];
     }
     next.train_records = Math.min(next.train_records, lab.train.count);
