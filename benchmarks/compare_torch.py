@@ -44,7 +44,7 @@ from scratchcnn.nn.network import as_stack, from_spec
 from scratchcnn.nn.spec import build
 from scratchcnn.nn.stack import Stack
 from scratchcnn.nn.stack_layers import Conv, Flatten, Pool, ReLU
-from scratchcnn.train import fit
+from scratchcnn.train import fit, sgd
 
 RECORDS = 10_000  # MNIST training records per epoch
 SEED = 0
@@ -258,19 +258,23 @@ def stack_epoch(torch: ModuleType | None, arch: str, data: tuple[np.ndarray, np.
                 order: np.ndarray, batch_size: int, as_trained: bool = False) -> tuple[float, dict[str, np.ndarray]]:
     """(seconds, parameters after) of one epoch from build(arch, seed=0): ours if torch is None, else torch's.
 
-    as_trained: ours runs as ``scratchcnn train --arch`` does (wide on the seed network's kernel).
+    as_trained: ours runs as ``scratchcnn train --arch`` does: a preset of the write-up's shape (wide) is a
+    ConvNet, trained on the engine fit picks for it (train/sgd.py: the stack engine for ReLU + max pooling).
     """
     images, labels, X, y = data
     net = build(arch, seed=SEED, dtype="float32")
     lr = STACK_RATES.get(batch_size, 0.05)
     if torch is None and as_trained and isinstance(from_spec(arch), ConvNet):
-        # as `scratchcnn train --arch` trains it: a preset of the write-up's shape runs on the seed kernel
         convnet = from_spec(arch, seed=SEED, dtype="float32")
-        shared = as_stack(convnet).parameters()  # the ConvNet's own arrays, reshaped like the Stack's
+        stack = as_stack(convnet)  # the ConvNet's own arrays, reshaped like the Stack's
+        shared = stack.parameters()
         for name, value in net.parameters().items():
             shared[name][...] = value
         began = time.perf_counter()
-        seed_engine.sgd_epoch(convnet, images, labels, order, lr, batch_size)
+        if sgd._kernel(convnet, numba=True, plain=True) == "seed":
+            seed_engine.sgd_epoch(convnet, images, labels, order, lr, batch_size)
+        else:
+            stack_engine.epoch(stack, images, labels, order, lr, batch_size)
         return time.perf_counter() - began, {name: value.copy() for name, value in shared.items()}
     if torch is None:
         began = time.perf_counter()
@@ -340,7 +344,7 @@ def main() -> None:
     parser.add_argument("--stack", action="store_true", help="compare the Stack engine instead (see above)")
     parser.add_argument("--archs", default="lenet,wide", help="presets for --stack (default: lenet,wide)")
     parser.add_argument("--as-trained", action="store_true", help="with --stack: run each preset as `scratchcnn "
-                        "train --arch` does (wide, of the write-up's shape, on the seed network's kernel)")
+                        "train --arch` does (wide, of the write-up's shape, a ConvNet: on the engine fit picks for it)")
     parser.add_argument("--batches", default="1,32,64", help="batch sizes for --stack (default: 1,32,64)")
     parser.add_argument("--records", type=int, default=RECORDS, help=f"records per epoch for --stack "
                         f"(default: {RECORDS})")

@@ -35,8 +35,12 @@ SPECS = {
     "untrained-first-layers": "relu,pool:max,conv:3x4:same,relu,flatten,dense",
     "dense-only": "flatten,dense:9-b,relu,dense:4,dense",
     "whole-image-filter": "conv:3x6:valid,relu,pool:max,conv:2x3:valid,flatten,dense",
+    # conv, ReLU, max pool: computed fused (stack_conv.py); odd K (a pair of filters and one), even k,
+    # with and without bias, a second fused conv that needs ∂L/∂X, maps that drop a row or a column.
+    "fused-odd": "conv:3x3:same,relu,pool:max,conv:5x2:same,relu,pool:max,flatten,dense",
+    "fused-valid-no-bias": "conv:4x3:valid-b,relu,pool:max,flatten,dense:5,relu,dense",
 }
-SHAPES = {"bottom-right-decimate": (13, 11)}  # odd: the pools drop a row or a column
+SHAPES = {"bottom-right-decimate": (13, 11), "fused-odd": (13, 11)}  # odd: the pools drop a row or a column
 
 
 def random_spec(rng: np.random.Generator, size: int) -> str:
@@ -144,6 +148,14 @@ def test_batches_shared_among_threads(monkeypatch: pytest.MonkeyPatch, parts: in
     compare("lenet", (28, 28), "uint8", 7, n=15)  # batches of 7, 7 and 1 record(s)
     assert handed == list(range(1, parts)) * 2
     compare(SPECS["same-max-valid-avg"], SMALL, "float64", 7)
+
+
+@pytest.mark.parametrize(("spec", "fused"), [("wide", [1, 2, 2, 0, 0]), ("lenet", [1, 2, 2, 1, 2, 2, 0, 0, 0, 0, 0, 0]),
+                                             (SPECS["bottom-right-decimate"], [0] * 8)])
+def test_conv_relu_max_is_fused(spec: str, fused: list[int]) -> None:
+    """The compiled engine computes conv → ReLU → max pool as one (the cases above check its numbers)."""
+    desc = stack_engine._layout(build(spec, input_shape=(28, 28))).desc
+    assert desc[:, stack_engine.kern.FUSED].tolist() == fused
 
 
 def test_float32() -> None:

@@ -21,6 +21,10 @@ computed where nothing before is trained: the first conv has no ∂L/∂X to fin
 are summed in ``grad``, then θ ← θ − η ∂L/∂θ; at batch size 1 each layer moves its parameters as soon
 as its backward has them (the same numbers, with no pass over a gradient buffer). Convolutions use the
 "wide" layout (stack_kernels.py): each filter tap is one contiguous, vectorised loop over the output map.
+A conv followed by ReLU and max pooling is one kernel (nn/stack_conv.py): it pools straight from the
+conv's output and, backward, sums the filter gradient over the pool's winners only. Kernels:
+stack_kernels.py (the table, helpers, ReLU, pooling, dense, softmax), stack_conv.py (convolutions),
+stack_loop.py (one record, one batch, one epoch).
 
 Threads. A batch holding at least two parts' worth of work (PART_WORK multiply-adds each) is split into
 consecutive parts computed at once on the CPUs (the kernels release the GIL), each with its own buffers
@@ -31,16 +35,17 @@ batch's gradients and ``update(grads)`` runs between batches. Plain Python threa
 several times slower.
 
 Speed (benchmarks/compare_torch.py --stack: float32, 10 000 MNIST records, median of 3 epochs, torch
-2.13 on its default 2 threads, this project's 2-core EPYC): LeNet 1.8 s per epoch at batch size 1
-(~0.18 ms a step; torch 22.7 s), 0.83 s at 64 (torch 1.70 s); "wide" 1.5 s at 1 (torch 14.7 s), 1.0 s
-at 32 (torch 3.6 s). On a busy machine torch's two threads wait for each other (~50 ms a step at
+2.13 on its default 2 threads, this project's 2-core EPYC): LeNet 1.76 s per epoch at batch size 1
+(~0.18 ms a step; torch 28.0 s), 0.87 s at 64 (torch 1.86 s); "wide" 1.42 s at 1 (torch 16.7 s), 0.97 s
+at 32 (torch 4.3 s). On a busy machine torch's two threads wait for each other (~50 ms a step at
 batch 1); on one thread it stayed 8–14 times as slow as this engine at batch 1.
 
 Rounding. Everything is computed in the net's dtype; results differ from NumPy's by rounding only
 (~1e-15 relative per epoch in float64): the code is compiled without fastmath except that dot products
-may be summed in any order (LLVM's "reassoc" flag, stack_kernels.FASTMATH), without which they would
-not vectorise. NaN and infinities keep their IEEE meaning, so a non-finite loss is still caught. Numba
-is imported on first use; the compiled code is cached on disk (``cache=True``).
+may be summed in any order (LLVM's "reassoc" flag, stack_loop.FASTMATH), without which they would not
+vectorise, and multiply-adds may be fused instructions (rounded once: "contract"). NaN and infinities
+keep their IEEE meaning, so a non-finite loss is still caught. Numba is imported on first use; the
+compiled code is cached on disk (``cache=True``).
 """
 
 from __future__ import annotations
@@ -58,7 +63,9 @@ import numpy as np
 
 from scratchcnn.errors import ConfigError
 from scratchcnn.nn import stack_kernels as kern
+from scratchcnn.nn import stack_loop as loop
 from scratchcnn.nn.stack import Stack
+from scratchcnn.nn.stack_conv import _row
 from scratchcnn.nn.stack_layers import POOL_TYPES, Conv, Dense, Flatten, Pool, ReLU
 from scratchcnn.options import whole_number
 
@@ -87,14 +94,18 @@ def _compile() -> dict[str, Callable[..., Any]]:
             if numba.config.DISABLE_JIT:  # the kernels would run as Python, very slowly
                 _usable = False
                 return _compiled
-            for name in kern.KERNELS:
-                fastmath = kern.FASTMATH.get(name, False)
+            modules = (loop, *loop.MODULES)
+            for name in loop.KERNELS:
+                function = next(getattr(m, name) for m in modules if name in vars(m))
+                fastmath = loop.FASTMATH.get(name, False)
                 try:
-                    jitted = numba.njit(cache=True, fastmath=fastmath, nogil=True)(getattr(kern, name))
+                    jitted = numba.njit(cache=True, fastmath=fastmath, nogil=True)(function)
                 except RuntimeError:  # no writable cache directory: compile in memory
-                    jitted = numba.njit(cache=False, fastmath=fastmath, nogil=True)(getattr(kern, name))
-                setattr(kern, name, jitted)  # the kernels call each other by these global names
-            _compiled["_epoch"] = kern._epoch
+                    jitted = numba.njit(cache=False, fastmath=fastmath, nogil=True)(function)
+                for module in modules:  # the kernels call each other by these global names
+                    if name in vars(module):
+                        setattr(module, name, jitted)
+            _compiled["_epoch"] = loop._epoch
     return _compiled
 
 
@@ -111,7 +122,7 @@ class Layout(NamedTuple):
 
     desc: np.ndarray  # (layers, COLUMNS) int64: one row per layer
     slots: dict[str, tuple[int, tuple[int, ...]]]  # parameter name → (offset in theta, shape)
-    sizes: list[int]  # acts (the image, then each layer's output), xpad, yw (conv), wins (max pool)
+    sizes: list[int]  # acts (the image, then each layer's output), xpad, yw (conv), wins (max pool), cols (fused)
     tapoff: np.ndarray  # each conv filter tap's offset in xpad, uint64
     cost: int  # multiply-adds per record, forward and backward: what sharing a batch among threads saves
 
@@ -123,7 +134,7 @@ def _layout(net: Stack) -> Layout:
         slots[name], start = (start, p.shape), start + p.size
     trained = [i for i, layer in enumerate(net.layers) if layer.params]
     H, W = net.input_shape
-    acts, xpad, wide, wins, current, taps, cost = H * W, 0, 0, 0, 0, [], 0
+    acts, xpad, wide, wins, cols, current, taps, cost = H * W, 0, 0, 0, 0, 0, [], 0
     desc = np.zeros((len(net.layers), kern.COLUMNS), np.int64)
     for i, layer in enumerate(net.layers):
         d, into, out = desc[i], net.shapes[i], net.shapes[i + 1]
@@ -145,6 +156,9 @@ def _layout(net: Stack) -> Layout:
             taps += [xpad + c * plane + a * row + b for c in range(into[0]) for a in range(k) for b in range(k)]
             xpad, wide = xpad + into[0] * plane, wide + out[0] * out[1] * row
             cost += passes * out[0] * into[0] * k * k * out[1] * row
+            if _fuses(net.layers[i : i + 3]):  # conv, ReLU, max pool: one kernel (stack_conv.py)
+                desc[i, kern.FUSED], desc[i + 1, kern.FUSED], desc[i + 2, kern.FUSED] = 1, 2, 2
+                cols = max(cols, out[1] * row * _row(into[0] * k * k))  # X's patches, one per wide position
         elif isinstance(layer, Pool):
             d[kern.KIND], d[kern.OPT], d[kern.PAD] = kern.POOL, POOL_TYPES.index(layer.how), wins
             wins += math.prod(out)
@@ -155,14 +169,23 @@ def _layout(net: Stack) -> Layout:
             d[kern.KIND] = kern.RELU if isinstance(layer, ReLU) else kern.FLATTEN
         cost += math.prod(into)  # copies, ReLU, pooling: a few operations per number
         current = d[kern.OUT]
-    return Layout(desc, slots, [acts, xpad, wide, wins], np.array(taps, np.uint64), cost)
+    return Layout(desc, slots, [acts, xpad, wide, wins, cols], np.array(taps, np.uint64), cost)
+
+
+def _fuses(layers: list[Any]) -> bool:
+    """Whether these three layers are a conv, a ReLU and a max pooling (fused by the compiled engine)."""
+    kinds = [type(layer) for layer in layers]
+    return kinds == [Conv, ReLU, Pool] and layers[2].how == "max"
 
 
 def _buffers(sizes: list[int], tapoff: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, ...]:
-    """(acts, dacts, xpad, dxpad, yw, dyw, wins, tapoff), zeros: the padding's margins must start at 0."""
-    acts, xpad, wide, wins = sizes
+    """(acts, dacts, xpad, dxpad, yw, dyw, wins, tapoff, cols, acc), zeros: the padding's margins must
+    start at 0; cols holds a fused conv's patches of X, acc one filter's gradient (stack_conv.py)."""
+    acts, xpad, wide, wins, cols = sizes
     floats = tuple(np.zeros(n, dtype) for n in (acts, acts, xpad, xpad, wide, wide))
-    return (*floats, np.zeros(wins, np.int64), tapoff)
+    picks = wins  # at most one a pooled number
+    return (*floats, np.zeros(wins, np.int32), tapoff, np.zeros(cols, dtype), np.zeros(_row(len(tapoff)), dtype),
+            np.zeros(picks, np.uint64), np.zeros(picks, dtype))
 
 
 def _threads() -> int:

@@ -23,6 +23,7 @@ from scratchcnn.nn import engine as engines
 from scratchcnn.nn import stack_engine
 from scratchcnn.nn.metrics import evaluate
 from scratchcnn.nn.model import ConvNet
+from scratchcnn.nn.network import as_stack
 from scratchcnn.nn.stack import Stack
 from scratchcnn.options import ENGINES, TRAINING, TrainOptions
 from scratchcnn.train import optimisers
@@ -166,10 +167,7 @@ def fit(
     if resume is not None and resume.optimiser is not None:
         opt.load_state(resume.optimiser)
     plain = optimiser == "sgd" and not weight_decay  # θ ← θ − η g: what the seed network's kernel does
-    # Compiled: the seed network's kernel (ConvNet, plain SGD) or the stack kernel; else the NumPy path.
-    numba = resolve_engine(engine) == "numba"
-    kernel = "seed" if numba and isinstance(net, ConvNet) and plain else "stack" if numba and isinstance(net, Stack) \
-        else None
+    kernel = _kernel(net, resolve_engine(engine) == "numba", plain)
     n, held_out = split_sizes(len(X), train_size, validation_size)
     rng = np.random.default_rng(seed)
     split = rng.permutation(n)
@@ -224,6 +222,26 @@ def fit(
     return history
 
 
+def _by_own_names(update: stack_engine.Update | None, params: dict[str, np.ndarray]) -> stack_engine.Update | None:
+    """update (for a ConvNet's parameters, by name) for the gradients of ``as_stack(net)``: "0.f" → "f"."""
+    if update is None:
+        return None
+    return lambda grads: update({key.split(".", 1)[1]: g.reshape(params[key.split(".", 1)[1]].shape)
+                                 for key, g in grads.items()})
+
+
+def _kernel(net: ConvNet | Stack, numba: bool, plain: bool) -> str | None:
+    """The compiled engine that trains net: "seed" (nn/engine.py: a ConvNet by plain SGD, the write-up's
+    network bit for bit), "stack" (nn/stack_engine.py: any Stack; a ConvNet with ReLU and max pooling,
+    which it computes fused and faster), or None: the NumPy path (no Numba; a ConvNet with an optimiser)."""
+    fused = isinstance(net, ConvNet) and net.activation == "relu" and net.pool == "max"
+    if not numba:
+        return None
+    if isinstance(net, Stack) or fused:
+        return "stack"
+    return "seed" if plain else None
+
+
 def _epoch(net: ConvNet | Stack, X: np.ndarray, y: np.ndarray, order: np.ndarray, eta: float, batch_size: int,
            opt: optimisers.Optimiser, *, kernel: str | None, plain: bool) -> tuple[int, float]:
     """One epoch of updates over ``order``: (steps done, last batch's loss); stops at a non-finite loss.
@@ -232,10 +250,12 @@ def _epoch(net: ConvNet | Stack, X: np.ndarray, y: np.ndarray, order: np.ndarray
     """
     params = net.parameters()
     update = None if plain else lambda grads: opt.step(params, grads, eta)  # None: θ ← θ − η ∂L/∂θ in place
-    if plain and isinstance(net, ConvNet):
-        steps, L = engines.sgd_epoch(net, X, y, order, eta, batch_size, kernel == "seed")
+    if kernel == "stack" and isinstance(net, ConvNet):  # as the stack it is, sharing its arrays
+        steps, L = stack_engine.epoch(as_stack(net), X, y, order, eta, batch_size, _by_own_names(update, params))
     elif kernel == "stack":
         steps, L = stack_engine.epoch(net, X, y, order, eta, batch_size, update)
+    elif plain and isinstance(net, ConvNet):
+        steps, L = engines.sgd_epoch(net, X, y, order, eta, batch_size, kernel == "seed")
     else:
         steps, L = net.sgd_steps(X, y, order, eta, batch_size, update)
     if plain:
