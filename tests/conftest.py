@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +22,10 @@ from scratchcnn.data import FILES, write_idx
 ROOT = Path(__file__).resolve().parents[1]
 # Tests never download: this reaches the CLI subprocesses too. Download tests serve files on 127.0.0.1.
 os.environ["SCRATCHCNN_OFFLINE"] = "1"
+# The datasets' array cache (data/arrays_cache.py) in a folder of this session's, shared by its tests and
+# their subprocesses and removed at the end: the user's ~/.cache is not the tests' to fill.
+os.environ["SCRATCHCNN_CACHE"] = tempfile.mkdtemp(prefix="scratchcnn-test-cache-")
+atexit.register(shutil.rmtree, os.environ["SCRATCHCNN_CACHE"], ignore_errors=True)
 
 
 def shared_data_dir() -> Path | None:

@@ -23,7 +23,7 @@ from helpers import closed_port, entries_for, listing, only_localhost
 
 from scratchcnn import cli
 from scratchcnn.data import datasets as data
-from scratchcnn.data import download, load_dataset, write_idx
+from scratchcnn.data import download, load_dataset, read_idx, write_idx
 from scratchcnn.data.download import FileEntry
 from scratchcnn.errors import DataError
 
@@ -95,7 +95,7 @@ def assert_arrays(dataset, files: dict[str, bytes], tmp_path: Path) -> None:
     assert dataset.train_images.shape == (N_TRAIN, 28, 28) and dataset.train_images.dtype == np.uint8
     assert dataset.test_images.shape == (N_TEST, 28, 28) and dataset.test_labels.shape == (N_TEST,)
     for attr, name in zip(("train_images", "train_labels", "test_images", "test_labels"), NAMES, strict=True):
-        np.testing.assert_array_equal(getattr(dataset, attr), data.read_idx(tmp_path / "check" / name))
+        np.testing.assert_array_equal(getattr(dataset, attr), read_idx(tmp_path / "check" / name))
 
 
 # ---- load_dataset: automatic download -----------------------------------------------------------

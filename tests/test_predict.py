@@ -11,8 +11,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ import pytest
 from conftest import run_main
 
 from scratchcnn.data import load_dataset
-from scratchcnn.data.images import PILLOW_MISSING, ImageError, load_image, preprocess
+from scratchcnn.data.images import MAX_PIXELS, PILLOW_MISSING, ImageError, load_image, preprocess
 from scratchcnn.errors import DataError, ScratchCNNError
 from scratchcnn.nn.model import ConvNet
 from scratchcnn.train import fit
@@ -344,3 +346,33 @@ def test_real_subprocess(model, mnist, rendered, bad_files, tmp_path) -> None:
     (line,) = proc.stdout.strip().splitlines()
     expected = int(net.predict(mnist.test_images[:1])[0])
     assert line.startswith(f"{rendered[0]}: {expected}   (")
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that is nearly all header: signature, IHDR (8-bit grayscale), an IDAT of one row, IEND. Pillow
+    opens it and knows its size; decoding would fail on the missing rows, so a refusal decoded nothing."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * (width + 1))) \
+        + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(("side", "says"), [
+    (8000, "too large: 8000 × 8000 pixels"),  # over MAX_PIXELS
+    (12000, "too large: 12000 × 12000 pixels"),  # where Pillow would warn (≥ 89 MP): no warning text
+    (20000, "too large: over 179 megapixels"),  # where Pillow itself refuses (≥ 179 MP)
+])
+def test_a_huge_picture_is_refused_at_once_in_one_line(model, rendered, tmp_path, side: int, says: str) -> None:
+    _, path = model
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_header(side, side))
+    proc = subprocess.run([sys.executable, "-W", "default", "-m", "scratchcnn", "predict", str(path), str(huge),
+                           str(rendered[0])], capture_output=True, text=True, timeout=120, check=False,
+                          cwd=tmp_path, env=dict(os.environ, HOME=str(tmp_path)))
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"scratchcnn: error: {huge}: {says} (at most {MAX_PIXELS // 1_000_000} "
+                                        "megapixels; scale it down first)"]
+    assert len(proc.stdout.splitlines()) == 1  # the other picture is still predicted
+

@@ -14,6 +14,7 @@ import pytest
 from conftest import last_json, run_main
 from helpers import one_line_error
 
+from scratchcnn import options
 from scratchcnn.data import load_dataset
 from scratchcnn.nn.network import from_spec
 from scratchcnn.options import ARCH_DEFAULTS, NETWORK, NetworkOptions
@@ -138,7 +139,7 @@ def test_tune_builds_the_network_it_is_given(mnist: Any) -> None:
     (NetworkOptions(layers="conv:2x3,flatten,dense"), experiments.OVERTRAIN_LEARNING_RATE),
 ])
 def test_overtrain_learning_rate_per_network(network: NetworkOptions, rate: float) -> None:
-    assert experiments.overtrain_learning_rate(network) == rate
+    assert options.overtrain_learning_rate(network) == rate
 
 
 def test_lenet_learns_something_when_overtrained(mnist: Any) -> None:

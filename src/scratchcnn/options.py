@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
+from numbers import Integral, Real
 from typing import Any
-
-import numpy as np
 
 from scratchcnn.errors import ConfigError
 
@@ -25,6 +24,8 @@ ENGINES = ("auto", "numba", "numpy")
 OPTIMISERS = ("sgd", "momentum", "nesterov", "adam")
 SCHEDULES = ("constant", "step", "cosine")
 DATASETS = ("mnist", "fashion-mnist", "digits")
+BUNDLED = ("digits",)  # shipped inside scikit-learn (the optional extra): no files, no download
+DOWNLOADABLE = tuple(name for name in DATASETS if name not in BUNDLED)  # four IDX files each, on disk or downloaded
 CLASSES = 10  # classes of MNIST-style datasets: the output layer's default width
 INPUT_SHAPE = (28, 28)  # MNIST-style images: the input layer's default size
 
@@ -34,7 +35,7 @@ INPUT_SHAPE = (28, 28)  # MNIST-style images: the input layer's default size
 
 def whole_number(name: str, value: Any, minimum: int = 0) -> int:
     """value as an int if it is a whole number ≥ minimum (not a bool); ConfigError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:  # Integral: NumPy's too
         raise ConfigError(f"{name} must be a whole number ≥ {minimum}, got {value!r}")
     return int(value)
 
@@ -47,7 +48,7 @@ def choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
 
 def validation_size(value: Any) -> float | int:
     """A fraction in [0, 1) or a whole count of records ≥ 0."""
-    if isinstance(value, (float, np.floating)):
+    if isinstance(value, Real) and not isinstance(value, Integral):  # a float, NumPy's too
         if not 0 <= value < 1:
             raise ConfigError(f"validation_size as a fraction must lie in [0, 1), got {value}")
         return float(value)
@@ -56,8 +57,8 @@ def validation_size(value: Any) -> float | int:
 
 def input_shape(value: Any, name: str = "input_shape") -> tuple[int, int]:
     """(height, width): two whole numbers ≥ 2, so that 2×2 pooling leaves a pixel."""
-    ok = isinstance(value, (tuple, list, np.ndarray)) and len(value) == 2
-    if not ok or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in value):
+    ok = (isinstance(value, (tuple, list)) or hasattr(value, "shape")) and len(value) == 2  # or an array
+    if not ok or any(isinstance(v, bool) or not isinstance(v, Integral) for v in value):
         raise ConfigError(f"{name} must be (height, width), two whole numbers, got {value!r}")
     H, W = (int(v) for v in value)
     if H < 2 or W < 2:
@@ -82,13 +83,13 @@ SEED_FAMILY = ("filters", "kernel_size", "pool", "activation", "bias")  # the op
 
 def fraction(name: str, value: Any) -> float:
     """A number in [0, 1), as a momentum must be for the average to forget."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 <= value < 1:
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0 <= value < 1:
         raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}")
     return float(value)
 
 
 def nonnegative(name: str, value: Any) -> float:
-    ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0:
         raise ConfigError(f"{name} must be a non-negative number, got {value!r}")
     return float(value)
@@ -127,7 +128,8 @@ class NetworkOptions:
         choice("pool", self.pool, POOLS)
         choice("activation", self.activation, ACTIVATIONS)
         choice("dtype", self.dtype, DTYPES)
-        if not isinstance(self.bias, (bool, np.bool_)):
+        numpy_bool = getattr(self.bias, "dtype", None) is not None and self.bias.dtype.kind == "b"  # np.bool_
+        if not (isinstance(self.bias, bool) or (numpy_bool and not self.bias.shape)):
             raise ConfigError(f"bias must be True or False, got {self.bias!r}")
 
 
@@ -162,7 +164,7 @@ class TrainOptions:
                             "epochs; cosine: η (1 + cos(π e / E)) / 2", kind="choice")
 
     def __post_init__(self) -> None:
-        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float, np.number)) \
+        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, Real) \
                 or not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ConfigError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
         whole_number("epochs", self.epochs, 1)
@@ -219,6 +221,29 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "lenet": {"optimiser": "momentum", "learning_rate": 0.005, "batch_size": 4, "epochs": 30, "schedule": "cosine",
               "weight_decay": 0.003},
 }
+
+
+FIGURE_FORMATS = ("png", "svg")  # what ``scratchcnn figures --format`` writes (viz/figures.py)
+LAB_RECORDS = 5000  # training records a lab page embeds by default: ~5.2 MB of the page with MNIST (viz/lab.py)
+LAB_VALIDATION = 1000  # validation records embedded after them (the write-up's overtraining validates on 1 000)
+
+# The write-up's experiments (``scratchcnn tune`` and ``overtrain``, train/experiments.py).
+# Log-spaced, a factor of √10 apart: from too small to learn in a few epochs to large enough to diverge.
+LEARNING_RATES = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
+TUNE_EPOCHS = 5
+TUNE_TRAIN_SIZE = 5000
+TUNE_VALIDATION_SIZE = 1000
+OVERTRAIN_RECORDS = 100  # the write-up's epochs of 100 records
+OVERTRAIN_VALIDATION = 1000
+OVERTRAIN_EPOCHS = 1000
+# At 0.005 training accuracy reaches 100 % within ~10 epochs, as in the write-up (0.0005 takes ~75).
+OVERTRAIN_LEARNING_RATE = 0.005
+
+
+def overtrain_learning_rate(network: NetworkOptions = NETWORK) -> float:
+    """η for overtraining ``network``: 0.005 for the seed network (and any spec), a preset's own otherwise."""
+    preset = NETWORK.arch if network.layers is not None else network.arch
+    return ARCH_DEFAULTS[preset].get("learning_rate", OVERTRAIN_LEARNING_RATE)
 
 
 def run_defaults(dataset: str = RunOptions.dataset, arch: str = RunOptions.arch) -> RunOptions:

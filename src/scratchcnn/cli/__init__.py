@@ -2,6 +2,10 @@
 
 Bad input of any kind ends with one line on stderr and exit status 2; ``--json`` makes the last
 line of stdout a single JSON object for scripts.
+
+Building the parser imports no NumPy, Numba or matplotlib: a command module imports those in its run
+functions, so that ``--help`` answers at once and a command loads only what it uses (benchmarks/startup.py;
+tests/test_startup.py holds ``--help`` to that).
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from scratchcnn import __version__
 from scratchcnn.cli import datasets, experiments, explore, lab, pictures, predict, training
 from scratchcnn.cli.options import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED
 from scratchcnn.errors import DivergedError, ScratchCNNError
-from scratchcnn.nn.npzfile import WrongFileError
 from scratchcnn.options import NETWORK
 
 DESCRIPTION = f"""\
@@ -90,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def explain(error: ScratchCNNError, args: argparse.Namespace) -> str:
     """The error's line; a command's own MODEL argument that is some other file also says what the command takes."""
+    from scratchcnn.nn.npzfile import WrongFileError
+
     if not isinstance(error, WrongFileError) or error.suggestion is not None or error.what != "model":
         return str(error)
     model = getattr(args, "model", None)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scratchcnn.cli.options import add_json_option, show_progress
-from scratchcnn.data import DOWNLOADABLE
-from scratchcnn.data.download import DownloadError, FileResult, download_dataset
-from scratchcnn.options import RunOptions
+from scratchcnn.options import DOWNLOADABLE, RunOptions
+
+if TYPE_CHECKING:
+    from scratchcnn.data.download import FileResult
 
 
 def add_commands(commands: Any) -> None:
@@ -36,6 +37,8 @@ def add_download_command(commands: Any) -> None:
 
 
 def run_download(args: argparse.Namespace) -> int:
+    from scratchcnn.data.download import DownloadError, download_dataset  # (here: `--help` stays quick)
+
     try:
         results = download_dataset(args.dataset, args.data_dir, mirrors=args.mirror,
                                    progress=show_progress(args))

@@ -21,14 +21,9 @@ from scratchcnn.cli.options import (
     show_progress,
     validation_size,
 )
-from scratchcnn.data import load_dataset
 from scratchcnn.files import write_text_atomically
-from scratchcnn.nn.spec import parse
 from scratchcnn.options import NetworkOptions, RunOptions
-from scratchcnn.train import experiments
 from scratchcnn.train.rundir import RunDir
-from scratchcnn.viz.experiment_figures import plot_overtraining, plot_tuning
-from scratchcnn.viz.figures import save_figure
 
 DATASET = RunOptions.dataset
 NETWORK_FLAGS = tuple(f.name for f in fields(NetworkOptions))  # as train has them: --arch, --layers, --filters...
@@ -70,12 +65,14 @@ def resolve_network(args: argparse.Namespace) -> RunOptions:
     given = {name: getattr(args, name) for name in (*NETWORK_FLAGS, *TRAINING_FLAGS) if getattr(args, name) is not None}
     run = options.resolve(given)
     if run.layers is not None:
+        from scratchcnn.nn.spec import parse  # (imports in the run functions: `--help` stays quick, cli/__init__)
+
         parse(run.layers)  # a malformed layer before the data is loaded; whether the shapes fit, once it is
     return run
 
 
 def add_tune_command(commands: Any) -> None:
-    rates = ",".join(f"{r:g}" for r in experiments.LEARNING_RATES)
+    rates = ",".join(f"{r:g}" for r in options.LEARNING_RATES)
     parser = commands.add_parser(
         "tune", help="pick the learning rate by validation accuracy",
         description="Train a fresh network per learning rate (same seed, same sample of the training set) and "
@@ -89,16 +86,16 @@ def add_tune_command(commands: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_data_options(parser)
-    parser.add_argument("--learning-rates", type=learning_rates, default=list(experiments.LEARNING_RATES),
+    parser.add_argument("--learning-rates", type=learning_rates, default=list(options.LEARNING_RATES),
                         metavar="R1,R2,...", help=f"the rates to compare (default: {rates})")
-    parser.add_argument("--epochs", type=positive_int, default=experiments.TUNE_EPOCHS,
-                        help=f"epochs per rate (default: {experiments.TUNE_EPOCHS})")
+    parser.add_argument("--epochs", type=positive_int, default=options.TUNE_EPOCHS,
+                        help=f"epochs per rate (default: {options.TUNE_EPOCHS})")
     add_option_flags(parser, ("epoch_size",), with_defaults=True)
-    parser.add_argument("--train-size", type=positive_int, default=experiments.TUNE_TRAIN_SIZE, metavar="N",
-                        help=f"the sample: the first N training records (default: {experiments.TUNE_TRAIN_SIZE})")
-    parser.add_argument("--validation-size", type=validation_size, default=experiments.TUNE_VALIDATION_SIZE,
+    parser.add_argument("--train-size", type=positive_int, default=options.TUNE_TRAIN_SIZE, metavar="N",
+                        help=f"the sample: the first N training records (default: {options.TUNE_TRAIN_SIZE})")
+    parser.add_argument("--validation-size", type=validation_size, default=options.TUNE_VALIDATION_SIZE,
                         metavar="SIZE", help="records of the sample held out for validation, a count or a "
-                        f"fraction (default: {experiments.TUNE_VALIDATION_SIZE})")
+                        f"fraction (default: {options.TUNE_VALIDATION_SIZE})")
     add_option_flags(parser, ("seed",), with_defaults=True)
     parser.add_argument("--jobs", type=positive_int, metavar="N", help="parallel processes (default: one per core)")
     parser.add_argument("--out", metavar="DIR", type=Path, help="output folder (default: runs/<timestamp>)")
@@ -122,16 +119,16 @@ def add_overtrain_command(commands: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_data_options(parser)
-    parser.add_argument("--train-records", type=positive_int, default=experiments.OVERTRAIN_RECORDS, metavar="N",
-                        help=f"size of the training sample (default: {experiments.OVERTRAIN_RECORDS})")
-    parser.add_argument("--validation-records", type=positive_int, default=experiments.OVERTRAIN_VALIDATION,
-                        metavar="N", help=f"validation records (default: {experiments.OVERTRAIN_VALIDATION})")
-    parser.add_argument("--epochs", type=positive_int, default=experiments.OVERTRAIN_EPOCHS,
-                        help=f"epochs (default: {experiments.OVERTRAIN_EPOCHS})")
+    parser.add_argument("--train-records", type=positive_int, default=options.OVERTRAIN_RECORDS, metavar="N",
+                        help=f"size of the training sample (default: {options.OVERTRAIN_RECORDS})")
+    parser.add_argument("--validation-records", type=positive_int, default=options.OVERTRAIN_VALIDATION,
+                        metavar="N", help=f"validation records (default: {options.OVERTRAIN_VALIDATION})")
+    parser.add_argument("--epochs", type=positive_int, default=options.OVERTRAIN_EPOCHS,
+                        help=f"epochs (default: {options.OVERTRAIN_EPOCHS})")
     presets = "; ".join(f"{values['learning_rate']:g} for --arch {arch}" for arch, values in
                         options.ARCH_DEFAULTS.items() if "learning_rate" in values)
     parser.add_argument("--learning-rate", "--lr", type=positive_float, metavar="ETA",
-                        help=f"step size (default: {experiments.OVERTRAIN_LEARNING_RATE:g}; {presets})")
+                        help=f"step size (default: {options.OVERTRAIN_LEARNING_RATE:g}; {presets})")
     add_option_flags(parser, ("seed",), with_defaults=True)
     parser.add_argument("--out", metavar="DIR", type=Path, help="output folder (default: runs/<timestamp>)")
     add_json_option(parser)
@@ -140,6 +137,11 @@ def add_overtrain_command(commands: Any) -> None:
 
 
 def run_tune(args: argparse.Namespace) -> int:
+    from scratchcnn.data.datasets import load_dataset
+    from scratchcnn.train import experiments
+    from scratchcnn.viz.experiment_figures import plot_tuning
+    from scratchcnn.viz.figures import save_figure
+
     run = resolve_network(args)
     data = load_dataset(args.dataset or DATASET, args.data_dir, download=args.download, progress=show_progress(args))
     result = experiments.tune(
@@ -167,12 +169,17 @@ def run_tune(args: argparse.Namespace) -> int:
 
 
 def run_overtrain(args: argparse.Namespace) -> int:
+    from scratchcnn.data.datasets import load_dataset
+    from scratchcnn.train import experiments
+    from scratchcnn.viz.experiment_figures import plot_overtraining
+    from scratchcnn.viz.figures import save_figure
+
     run = resolve_network(args)
     data = load_dataset(args.dataset or DATASET, args.data_dir, download=args.download, progress=show_progress(args))
     result = experiments.overtrain(
         data.train_images, data.train_labels, train_records=args.train_records,
         validation_records=args.validation_records, epochs=args.epochs,
-        learning_rate=args.learning_rate or experiments.overtrain_learning_rate(run.network), seed=args.seed,
+        learning_rate=args.learning_rate or options.overtrain_learning_rate(run.network), seed=args.seed,
         network=run.network, batch_size=run.batch_size, optimiser=run.optimiser, momentum=run.momentum,
         weight_decay=run.weight_decay, schedule=run.schedule, progress=show_progress(args),
     )

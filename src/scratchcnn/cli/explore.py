@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from scratchcnn.cli.options import natural_int
-from scratchcnn.viz.explorer import EXPLORER_NAME, write_explorer
-from scratchcnn.viz.lab import LAB_RECORDS
+from scratchcnn.options import LAB_RECORDS
+from scratchcnn.train.rundir import RunDir
 
 
 def add_commands(commands: Any) -> None:
@@ -28,7 +28,7 @@ def add_commands(commands: Any) -> None:
     )
     parser.add_argument("model", type=Path, metavar="MODEL", help="a model.npz written by scratchcnn train")
     parser.add_argument("--out", type=Path, metavar="FILE",
-                        help=f"where to write (default: MODEL's folder/{EXPLORER_NAME})")
+                        help=f"where to write (default: MODEL's folder/{RunDir.EXPLORER})")
     parser.add_argument("--open", action="store_true", help="open the page in the web browser when written")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="where the test set is (as for train)")
     parser.add_argument("--lab-records", type=natural_int, default=LAB_RECORDS, metavar="N",
@@ -38,6 +38,8 @@ def add_commands(commands: Any) -> None:
 
 
 def run_explore(args: argparse.Namespace) -> int:
+    from scratchcnn.viz.explorer import write_explorer  # (here: `--help` stays quick, see cli/__init__)
+
     result = write_explorer(args.model, args.out, data_dir=args.data_dir, lab_records=args.lab_records)
     for note in result.notes:
         print(f"scratchcnn: note: {note}", file=sys.stderr)

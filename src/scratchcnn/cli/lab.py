@@ -11,11 +11,8 @@ from scratchcnn import options
 from scratchcnn.cli.experiments import NETWORK_FLAGS, TRAINING_FLAGS
 from scratchcnn.cli.explore import open_in_browser
 from scratchcnn.cli.options import add_data_options, add_option_flags, check_layers, positive_int
-from scratchcnn.data import load_dataset
 from scratchcnn.errors import ConfigError
-from scratchcnn.nn.network import build_network, load_model
-from scratchcnn.viz.explorer import write_lab
-from scratchcnn.viz.lab import LAB_RECORDS, LAB_VALIDATION
+from scratchcnn.options import LAB_RECORDS, LAB_VALIDATION
 
 LAB_NAME = "lab.html"
 
@@ -53,6 +50,10 @@ def add_commands(commands: Any) -> None:
 
 
 def run_lab(args: argparse.Namespace) -> int:
+    from scratchcnn.data.datasets import load_dataset  # (here: `--help` stays quick, see cli/__init__)
+    from scratchcnn.nn.network import build_network, load_model
+    from scratchcnn.viz.explorer import write_lab
+
     path = args.out or Path(LAB_NAME)
     if path.exists() and not args.overwrite:
         raise ConfigError(f"{path} already exists: give another --out, or --overwrite to replace it")

@@ -8,18 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from scratchcnn.cli.options import add_data_options, add_json_option, natural_int, show_progress
-from scratchcnn.data import CLASS_NAMES, load_dataset
 from scratchcnn.errors import ConfigError
-from scratchcnn.nn.metrics import confusion_matrix
-from scratchcnn.nn.network import load_model
-from scratchcnn.options import RunOptions
+from scratchcnn.options import FIGURE_FORMATS, RunOptions
 from scratchcnn.train.rundir import RunDir
-from scratchcnn.viz.figures import FORMATS, figure_stem, model_figures
-from scratchcnn.viz.report import REPORT_NAME, write_report
-from scratchcnn.viz.stack_figures import left_out
 
 
 def add_commands(commands: Any) -> None:
@@ -44,7 +36,8 @@ def add_figures_command(commands: Any) -> None:
     parser.add_argument("--image-index", type=natural_int, default=0, metavar="I",
                         help="which test record to draw (default: %(default)s, a '7' in MNIST)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: MODEL's folder/figures)")
-    parser.add_argument("--format", choices=FORMATS, default=FORMATS[0], help="file format (default: %(default)s)")
+    parser.add_argument("--format", choices=FIGURE_FORMATS, default=FIGURE_FORMATS[0],
+                        help="file format (default: %(default)s)")
     add_json_option(parser)
     parser.set_defaults(run=run_figures)
 
@@ -59,13 +52,21 @@ def add_report_command(commands: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a folder written by scratchcnn train")
-    parser.add_argument("--out", type=Path, metavar="FILE", help=f"where to write (default: RUN_DIR/{REPORT_NAME})")
+    parser.add_argument("--out", type=Path, metavar="FILE", help=f"where to write (default: RUN_DIR/{RunDir.REPORT})")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="where the test set is (as for train)")
     add_json_option(parser)
     parser.set_defaults(run=run_report)
 
 
 def run_figures(args: argparse.Namespace) -> int:
+    import numpy as np  # (imports in the run functions: `--help` stays quick, see cli/__init__)
+
+    from scratchcnn.data.datasets import CLASS_NAMES, load_dataset
+    from scratchcnn.nn.metrics import confusion_matrix
+    from scratchcnn.nn.network import load_model
+    from scratchcnn.viz.figures import figure_stem, model_figures
+    from scratchcnn.viz.stack_figures import left_out
+
     net = load_model(args.model)
     name = args.dataset or net.dataset or RunOptions.dataset
     run = RunDir.of_model(args.model)
@@ -93,6 +94,8 @@ def run_figures(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from scratchcnn.viz.report import write_report
+
     path = write_report(args.run_dir, args.out, data_dir=args.data_dir)
     print(json.dumps({"report": str(path)}) if args.json else f"wrote {path}")
     return 0

@@ -6,15 +6,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from scratchcnn.cli.options import EXIT_BAD_INPUT
-from scratchcnn.data import CLASS_NAMES
-from scratchcnn.data.images import MNIST_SHAPE, ImageError, oddness, read_digit, require_pillow, save_png, typical_mnist
 from scratchcnn.errors import ScratchCNNError
-from scratchcnn.nn.network import Network, load_model
+
+if TYPE_CHECKING:  # imported in the functions that use them: `--help` stays quick (see cli/__init__)
+    import numpy as np
+
+    from scratchcnn.nn.network import Network
 
 TOP = 3  # probabilities printed per file
 UNLIKE = "(unlike the training images)"  # printed beside the guess for a picture that looks like no MNIST digit
@@ -66,6 +66,11 @@ def add_commands(commands: Any) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from scratchcnn.data.images import ImageError, read_digit, require_pillow, save_png
+    from scratchcnn.nn.network import load_model
+
     require_pillow()  # before anything else: without Pillow, say only how to get it
     net = load_model(args.model)  # either kind of network: both give predict_proba (N, H, W) → (N, C)
     if args.show_preprocessed is not None:
@@ -107,6 +112,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def _class_names(net: Network, classes: int) -> list[str]:
     """The dataset's class names when the model says which dataset it was trained on; else "0", "1", ..."""
+    from scratchcnn.data.datasets import CLASS_NAMES
+
     names = CLASS_NAMES.get(net.dataset or "")
     if names is None or len(names) != classes:
         return [str(k) for k in range(classes)]
@@ -118,6 +125,10 @@ def _mark_unlike(net: Network, results: list[dict[str, Any]], seen: list[np.ndar
 
     Only for a model trained on MNIST at its size: the reference describes MNIST's digits, nothing else.
     """
+    import numpy as np
+
+    from scratchcnn.data.images import MNIST_SHAPE, oddness, typical_mnist
+
     if net.dataset != "mnist" or tuple(net.input_shape) != MNIST_SHAPE:
         return
     threshold = typical_mnist()["threshold"]
@@ -128,8 +139,8 @@ def _mark_unlike(net: Network, results: list[dict[str, Any]], seen: list[np.ndar
 
 def _describe(result: dict[str, Any], names: list[str]) -> str:
     """One line: FILE: LABEL   (LABEL 97.1%, LABEL 1.6%, LABEL 0.4%)   (saw DIR/STEM.png)."""
-    P = np.array(result["probabilities"])
-    top = np.argsort(-P, kind="stable")[:TOP]
+    P = result["probabilities"]
+    top = sorted(range(len(P)), key=lambda k: -P[k])[:TOP]  # the most probable first (stable on ties)
     ranked = ", ".join(f"{names[k]} {100 * P[k]:.1f}%" for k in top)
     unlike = f" {UNLIKE}" if result.get("unlike_training") else ""
     line = f"{result['file']}: {result['label']}{unlike}   ({ranked})"

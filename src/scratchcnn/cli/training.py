@@ -9,9 +9,6 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from tqdm.auto import tqdm
-
 from scratchcnn.cli.options import (
     EXIT_DIVERGED,
     EXIT_INTERRUPTED,
@@ -22,14 +19,9 @@ from scratchcnn.cli.options import (
     default_run_dir,
     show_progress,
 )
-from scratchcnn.data import CLASS_NAMES, load_dataset
 from scratchcnn.errors import ConfigError
-from scratchcnn.nn.metrics import confusion_matrix
-from scratchcnn.nn.network import load_model
 from scratchcnn.options import NetworkOptions, RunOptions, TrainOptions
 from scratchcnn.train.rundir import RunDir
-from scratchcnn.train.runs import train_run
-from scratchcnn.viz.figures import plot_accuracy, plot_confusion, save_figure
 
 
 def add_commands(commands: Any) -> None:
@@ -73,6 +65,10 @@ def add_evaluate_command(commands: Any) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm  # (imports in the run functions: `--help` must not wait for NumPy, see cli/__init__)
+
+    from scratchcnn.train.runs import train_run
+
     given = {f.name: getattr(args, f.name) for f in fields(RunOptions) if getattr(args, f.name) is not None}
     check_layers(given)
     if args.resume and args.out and args.out.resolve() != args.resume.resolve():
@@ -120,12 +116,23 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 def write_training_figures(run: RunDir, summary: dict[str, Any]) -> None:
     """The accuracy curves and the confusion matrix, into the run folder."""
+    import numpy as np
+
+    from scratchcnn.data.datasets import CLASS_NAMES
+    from scratchcnn.viz.figures import plot_accuracy, plot_confusion, save_figure
+
     names = CLASS_NAMES[summary["options"]["dataset"]]
     save_figure(plot_accuracy(summary["history"]), run.figure("accuracy"))
     save_figure(plot_confusion(np.array(summary["confusion_matrix"]), names), run.figure("confusion"))
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from scratchcnn.data.datasets import load_dataset
+    from scratchcnn.nn.metrics import confusion_matrix
+    from scratchcnn.nn.network import load_model
+
     net = load_model(args.model)
     name = args.dataset or net.dataset or RunOptions.dataset
     data = load_dataset(name, RunDir.of_model(args.model).data_dir(args.data_dir), download=args.download,

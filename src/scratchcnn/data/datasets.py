@@ -12,12 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from scratchcnn.data import download as downloads
-from scratchcnn.data.idx import read_idx
+from scratchcnn.data.arrays_cache import read_idx_cached
 from scratchcnn.errors import DataError
 from scratchcnn.options import DATASETS
 
-BUNDLED = ("digits",)  # shipped inside scikit-learn (the optional extra): no files, no download
-DOWNLOADABLE = tuple(name for name in DATASETS if name not in BUNDLED)  # four IDX files each, on disk or downloaded
 DIGITS_TEST = 360  # the last 360 of scikit-learn's 1 797 digits are the test set (20 %)
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -149,7 +147,7 @@ def load_digits() -> Dataset:
 
 
 def _read_dataset(name: str, directory: Path, paths: dict[str, Path]) -> Dataset:
-    arrays = {role: read_idx(path) for role, path in paths.items()}
+    arrays = {role: read_idx_cached(path) for role, path in paths.items()}
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         image_path, label_path = paths[f"{split}_images"], paths[f"{split}_labels"]

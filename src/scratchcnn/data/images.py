@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,9 @@ INK_FRACTION = 0.3  # a pixel is ink (for the bounding box) above this fraction 
 NOISE_PERCENTILE = 90  # the paper's own variation: this percentile of the bare border's distance from it
 PAPER_FITS = 3  # rounds of fitting the paper's plane and keeping the border pixels close to it
 MAX_SIDE = 1600  # larger pictures are averaged down to this many pixels on their longer side first
+# Larger pictures are refused before they are decoded: a digit needs far fewer pixels, and decoding a
+# 12 000 × 12 000 PNG (144 MP) took ~8 s and 1.6 GB (below Pillow's own bomb warning at ~89 MP, too).
+MAX_PIXELS = 50_000_000
 MIN_CONTRAST = 16  # gray levels (of 255) the ink must stand out from the paper's noise; less is a blank image
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601 luminance, the weights Pillow's convert("L") uses
 PILLOW_MISSING = "predict needs Pillow: pip install 'scratchcnn[image]'"
@@ -84,9 +88,16 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     try:
         if path.stat().st_size == 0:
             raise ImageError("empty file", path)
-        with Image.open(path) as image:
+        with warnings.catch_warnings():  # Pillow warns above ~89 MP; MAX_PIXELS refuses those in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)  # reads the header only: the size is known before decoding
+        with image:
+            if image.width * image.height > MAX_PIXELS:
+                raise ImageError(_too_large(f"{image.width} × {image.height} pixels"), path)
             image.load()  # decode now: a truncated file fails here, inside the try
             gray = to_gray(image)
+    except Image.DecompressionBombError:  # over twice Pillow's limit: refused by Image.open itself
+        raise ImageError(_too_large(f"over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels"), path) from None
     except ImageError as error:
         raise ImageError(error.reason, path) from None  # name the file
     except FileNotFoundError:
@@ -104,6 +115,10 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         reason = "all one colour" if contrast == 0 else f"nearly one colour (contrast {contrast:.0f} of 255)"
         raise ImageError(f"no ink: the image is {reason}", path)
     return np.rint(gray).astype(np.uint8)
+
+
+def _too_large(size: str) -> str:
+    return f"too large: {size} (at most {MAX_PIXELS // 1_000_000} megapixels; scale it down first)"
 
 
 def to_gray(image: PILImage.Image | np.ndarray) -> np.ndarray:

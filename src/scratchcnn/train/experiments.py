@@ -20,25 +20,20 @@ from tqdm.auto import tqdm
 from scratchcnn.errors import ConfigError
 from scratchcnn.nn.network import Network, build_network, network_spec
 from scratchcnn.nn.spec import parse
-from scratchcnn.options import ARCH_DEFAULTS, NETWORK, TRAINING, NetworkOptions
+from scratchcnn.options import (  # the experiments' defaults: scratchcnn.options, with every other default
+    LEARNING_RATES,
+    NETWORK,
+    OVERTRAIN_EPOCHS,
+    OVERTRAIN_LEARNING_RATE,
+    OVERTRAIN_RECORDS,
+    OVERTRAIN_VALIDATION,
+    TRAINING,
+    TUNE_EPOCHS,
+    TUNE_TRAIN_SIZE,
+    TUNE_VALIDATION_SIZE,
+    NetworkOptions,
+)
 from scratchcnn.train.sgd import EpochRecord, fit, split_sizes
-
-# Log-spaced, a factor of √10 apart: from too small to learn in a few epochs to large enough to diverge.
-LEARNING_RATES = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
-TUNE_EPOCHS = 5
-TUNE_TRAIN_SIZE = 5000
-TUNE_VALIDATION_SIZE = 1000
-OVERTRAIN_RECORDS = 100  # the write-up's epochs of 100 records
-OVERTRAIN_VALIDATION = 1000
-OVERTRAIN_EPOCHS = 1000
-# At 0.005 training accuracy reaches 100 % within ~10 epochs, as in the write-up (0.0005 takes ~75).
-OVERTRAIN_LEARNING_RATE = 0.005
-
-
-def overtrain_learning_rate(network: NetworkOptions = NETWORK) -> float:
-    """η for overtraining ``network``: 0.005 for the seed network (and any spec), a preset's own otherwise."""
-    preset = NETWORK.arch if network.layers is not None else network.arch
-    return ARCH_DEFAULTS[preset].get("learning_rate", OVERTRAIN_LEARNING_RATE)
 
 
 def _build(network: NetworkOptions, images: np.ndarray, seed: int) -> Network:

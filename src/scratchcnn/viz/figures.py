@@ -27,13 +27,13 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 from scratchcnn.errors import ConfigError
 from scratchcnn.files import write_atomically
 from scratchcnn.nn.network import Network
+from scratchcnn.options import FIGURE_FORMATS
 
 FIGURE_NAMES = {  # key → file stem of the figures model_figures writes
     "record": "01-record", "record_surface": "02-record-surface", "kernels": "03-kernels",
     "kernel_surfaces": "04-kernel-surfaces", "convolved": "05-convolved", "pooled": "06-pooled",
     "accuracy": "07-accuracy", "confusion": "08-confusion", "weights": "09-weights",
 }
-FORMATS = ("png", "svg")
 DPI = 120
 DIVERGING = "RdBu_r"  # blue < 0 < red
 POOL_TITLES = {
@@ -293,8 +293,8 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str]) -> Figure:
 
 
 def _check_format(fmt: str) -> None:
-    if fmt not in FORMATS:
-        raise ConfigError(f"figure format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt not in FIGURE_FORMATS:
+        raise ConfigError(f"figure format must be one of {', '.join(FIGURE_FORMATS)}, got {fmt!r}")
 
 
 def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:

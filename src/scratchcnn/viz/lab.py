@@ -19,11 +19,16 @@ import numpy as np
 from scratchcnn.data.datasets import Dataset
 from scratchcnn.errors import ConfigError
 from scratchcnn.nn.network import Network, as_stack
-from scratchcnn.options import NetworkOptions, RunOptions, run_defaults
-from scratchcnn.train.experiments import OVERTRAIN_RECORDS, overtrain_learning_rate
+from scratchcnn.options import (
+    LAB_RECORDS,
+    LAB_VALIDATION,
+    OVERTRAIN_RECORDS,
+    NetworkOptions,
+    RunOptions,
+    overtrain_learning_rate,
+    run_defaults,
+)
 
-LAB_RECORDS = 5000  # training records embedded by default: ~5.2 MB of the page with MNIST
-LAB_VALIDATION = 1000  # validation records embedded after them (the write-up's overtraining validates on 1 000)
 OVERTRAIN_EPOCHS = 300  # the overtraining preset's length: training accuracy reaches 100 % long before
 TRAINING_OPTIONS = ("learning_rate", "batch_size", "optimiser", "momentum", "weight_decay", "schedule", "epochs",
                     "seed")
