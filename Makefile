@@ -37,8 +37,9 @@ lint: $(VENV)/.installed-test  ## ruff, the import layering (import-linter) and 
 wheel-check: $(VENV)/.installed-test  ## build the wheel and run train, explore and report from an install of it
 	tools/wheel_check.sh $(BIN)/python
 
-bench: $(VENV)/.installed  ## seconds per 10 000-record epoch at batch sizes 1 and 32
+bench: $(VENV)/.installed  ## seconds per 10 000-record epoch at batch sizes 1 and 32; each command's time and memory
 	$(BIN)/python benchmarks/epoch_time.py
+	$(BIN)/python benchmarks/startup.py
 
 docs: $(VENV)/.installed  ## rewrite the README's layout and command-line reference from the code
 	$(BIN)/python tools/readme.py

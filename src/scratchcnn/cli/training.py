@@ -79,10 +79,16 @@ def run_train(args: argparse.Namespace) -> int:
     say = (lambda _: None) if args.json else tqdm.write
     checkpoint = RunDir(out).checkpoint
     before = _stamp(checkpoint)  # with --overwrite, the old run's: not this run's to resume
+    def finish(run: RunDir, summary: dict[str, Any]) -> None:
+        if not args.json:  # the answer first; the figures take a moment longer (matplotlib)
+            print(f"test accuracy {summary['test_accuracy']:.4f} on the {summary['options']['dataset']} test set",
+                  flush=True)
+        write_training_figures(run, summary)
+
     try:
         summary = train_run(given, out, data_dir=args.data_dir, download=args.download,
                             resume=args.resume is not None, overwrite=args.overwrite,
-                            progress=show_progress(args), say=say, finish=write_training_figures)
+                            progress=show_progress(args), say=say, finish=finish)
     except KeyboardInterrupt:
         if args.overwrite and before is not None and _stamp(checkpoint) == before:
             print(f"scratchcnn: interrupted before the new run's first epoch ended; the run in {out} is as it "
@@ -99,8 +105,6 @@ def run_train(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        data_name = summary["options"]["dataset"]
-        print(f"test accuracy {summary['test_accuracy']:.4f} on the {data_name} test set")
         print(f"wrote {RunDir(out).model}, history.json, history.csv and the accuracy and confusion figures")
     return status
 

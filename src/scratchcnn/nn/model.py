@@ -92,15 +92,18 @@ class ConvNet(Classifier):
 
     # ---- computing ---------------------------------------------------------------------------
 
-    def forward(self, X: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-        """Class scores A: (N, C) for prepared images X: (N, H, W), and what backward needs."""
+    def forward(self, X: np.ndarray, *, training: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
+        """Class scores A: (N, C) for prepared images X: (N, H, W), and what backward needs (training)."""
         N, k = len(X), self.kernel_size
         rows, cols = self.pooled_shape
         # Decimation keeps only even (i, j): compute Y there alone. Max/avg need every pixel of each window.
         stride = 2 if self.pool == "decimate" else 1
         Xcol = layers.patches(X, k, stride, rows * 2 // stride, cols * 2 // stride)  # (N·positions, k·k)
         Y = layers.convolve(Xcol, self.f)  # Y_k(i, j) = Σ_a Σ_b X(i+a, j+b) f_k(a, b)
-        Z, winner = layers.pool(layers.activate(Y, self.activation), self.pool, N, rows, cols)
+        if training or self.pool != "max":
+            Z, winner = layers.pool(layers.activate(Y, self.activation), self.pool, N, rows, cols)
+        else:  # only Z: the maximum, then ReLU (the same Z: ReLU keeps the order of numbers, and NaN)
+            Z, winner = layers.activate(layers.max_pool(Y, N, rows, cols), self.activation), None
         A = Z.reshape(N, -1) @ self.W.reshape(self.classes, -1).T  # A = W Z
         if self.bias:
             A = A + self.b  # A = W Z + b
@@ -152,7 +155,7 @@ class ConvNet(Classifier):
 
     def chunk_scores(self, X: np.ndarray) -> np.ndarray:
         """Class scores A: (n, C) for one chunk of checked images (N, H, W) (Classifier.scores chunks)."""
-        return self.forward(self.scale(X))[0]
+        return self.forward(self.scale(X), training=False)[0]
 
     # ---- files -------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ checkpoint ends with the same model and history, bit for bit.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Callable
 from dataclasses import asdict, fields, replace
@@ -18,7 +19,7 @@ import numpy as np
 from scratchcnn import options as run_options
 from scratchcnn.data import load_dataset
 from scratchcnn.errors import ConfigError, DivergedError, ModelFileError
-from scratchcnn.nn.metrics import confusion_matrix, evaluate
+from scratchcnn.nn.metrics import confusion_matrix, score_metrics
 from scratchcnn.nn.network import build_network
 from scratchcnn.options import RunOptions
 from scratchcnn.train.checkpoint import load_checkpoint, save_checkpoint
@@ -120,9 +121,10 @@ def _train_locked(run: RunDir, given: dict[str, Any], *, data_dir: str | os.Path
         raise DivergedError(f"training diverged in epoch 1: the loss became NaN or infinite at learning rate "
                             f"{options.learning_rate:g}; nothing was saved. Try a smaller --learning-rate.")
     X_test, y_test = net.check_images(data.test_images), data.test_labels.astype(np.int64)
-    test_accuracy, test_loss = evaluate(net, X_test, y_test)
+    A_test = net.scores(X_test)  # once: the accuracy, the loss and the confusion matrix all come from it
+    test_accuracy, test_loss = score_metrics(A_test, y_test) if len(y_test) else (math.nan, math.nan)
     summary = run_summary(options, history, test_accuracy, test_loss, run.model)
-    summary["confusion_matrix"] = confusion_matrix(y_test, net.scores(X_test).argmax(axis=1), net.classes).tolist()
+    summary["confusion_matrix"] = confusion_matrix(y_test, A_test.argmax(axis=1), net.classes).tolist()
     summary["data"] = {"dataset": data.name, "directory": str(data.directory)}
     net.save(run.model)
     run.write_summary(summary, history.to_csv())
