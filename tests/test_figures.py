@@ -3,6 +3,7 @@ valid PNG/SVG written atomically; model_figures writes the nine named files; the
 
 from __future__ import annotations
 
+import os
 import struct
 import warnings
 import xml.etree.ElementTree as ET
@@ -172,6 +173,25 @@ def test_model_figures_writes_nine_png_files(net: ConvNet, image: np.ndarray, tm
         assert 300 <= width <= 4000 and 300 <= height <= 4000, (path.name, width, height)
         assert len(data) > 5000, path.name
         assert b"matplotlib.org" not in data  # the Software tag is dropped
+
+
+def test_figures_rendered_in_forked_processes_are_the_same_bytes(net: ConvNet, image: np.ndarray,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """figures_bytes draws in one process per CPU where it can fork: the same PNG and SVG bytes as drawn here.
+
+    (A figure is drawn once: each comparison draws a new set, as a second drawing may lay a figure out anew.)
+    """
+    def new_set() -> dict:
+        return fg.model_figure_set(net, image, "7", HISTORY, confusion(), DIGITS)
+
+    here = {key: fg.figure_bytes(fig) for key, fig in new_set().items()}  # PNG (SVG's ids are random)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
+    forked = fg.figures_bytes(new_set())
+    assert list(forked) == list(here)
+    assert [key for key in here if forked[key] != here[key]] == []
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0}, raising=False)  # one CPU: drawn in this process
+    assert fg.figures_bytes(new_set()) == here
+    assert fg._RENDERING == {}  # nothing kept alive once drawn
 
 
 def test_model_figures_svg_and_skipping(net: ConvNet, image: np.ndarray, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from scratchcnn.nn.stack_layers import Conv, Dense, Flatten, Layer, Pool, ReLU
 from scratchcnn.options import RunOptions
 from scratchcnn.train.rundir import RunDir
 from scratchcnn.viz.experiment_figures import plot_overtraining, plot_tuning
-from scratchcnn.viz.figures import figure_bytes, figure_stem, model_figure_set
+from scratchcnn.viz.figures import figure_bytes, figure_stem, figures_bytes, model_figure_set
 from scratchcnn.viz.stack_figures import dense_maps, left_out
 
 REPORT_NAME = RunDir.REPORT
@@ -108,7 +108,7 @@ def _write_report(run: RunDir, out: str | os.PathLike | None, data_dir: str | os
         "<h2>Figures</h2>",
         f'<p class="note">{escape(note)}</p>' if note else "",
         *(f'<p class="note">No {figure_stem(key)} figure: {escape(why)}.</p>' for key, why in left_out(net).items()),
-        *(_figure_html(fig, captions[key]) for key, fig in figures.items()),
+        *(_figure_html(png, captions[key]) for key, png in figures_bytes(figures, "png").items()),
         _experiment_section(run, run.TUNING, "a learning-rate tuning result", _tuning_section),
         _experiment_section(run, run.OVERTRAINING, "an overtraining result", _overtraining_section),
         _equations_section(net),
@@ -226,8 +226,8 @@ def _configuration_section(net: Network, options: dict[str, Any]) -> str:
                       "<h3>Training options (from history.json)</h3>", _table(["option", "value"], training, 2)])
 
 
-def _figure_html(fig: Any, caption: str) -> str:
-    data = base64.b64encode(figure_bytes(fig, "png")).decode("ascii")
+def _figure_html(png: bytes, caption: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
     return (f'<figure><img src="data:image/png;base64,{data}" alt="{escape(caption)}">'
             f"<figcaption>{escape(caption)}</figcaption></figure>")
 
@@ -250,8 +250,8 @@ def _tuning_section(tuning: dict[str, Any]) -> str:
     best = tuning.get("best_learning_rate")
     rows = [[_fmt(float(r)), _pct(v), "yes" if d else "no"] for r, v, d in zip(rates, finals, diverged, strict=True)]
     best_row = next((n for n, r in enumerate(rates) if best is not None and math.isclose(r, best)), None)
-    figure = _figure_html(plot_tuning(tuning), "Left: the final validation accuracy of each learning rate. "
-                                               "Right: how it got there, epoch by epoch.")
+    figure = _figure_html(figure_bytes(plot_tuning(tuning)), "Left: the final validation accuracy of each learning "
+                          "rate. Right: how it got there, epoch by epoch.")
     epochs, records, held_out = (tuning.get(key) for key in ("epochs", "train_size", "validation_size"))
     intro = (f"Each learning rate η trained the same network from the same start"
              f"{f' for {epochs} epochs' if epochs else ''}{f' on {records} records' if records else ''}"
@@ -264,8 +264,8 @@ def _tuning_section(tuning: dict[str, Any]) -> str:
 
 def _overtraining_section(result: dict[str, Any]) -> str:
     losses = [math.inf if v is None else v for v in result.get("validation_loss") or []]
-    figure = _figure_html(plot_overtraining(result), "Upper: the few training records. Lower: validation records "
-                          "never trained on." + (" Left: accuracy. Right: loss." if losses else ""))
+    figure = _figure_html(figure_bytes(plot_overtraining(result)), "Upper: the few training records. Lower: "
+                          "validation records never trained on." + (" Left: accuracy. Right: loss." if losses else ""))
     n_train, n_val = result.get("train_records", "?"), result.get("validation_records", "?")
     if "best_validation_loss" not in result and losses:  # a result saved before these keys existed
         lowest = losses.index(min(losses))
