@@ -22,6 +22,7 @@ from scratchcnn.cli.options import (
 from scratchcnn.errors import ConfigError
 from scratchcnn.options import NetworkOptions, RunOptions, TrainOptions
 from scratchcnn.train.rundir import RunDir
+from scratchcnn.viz.drawer import Drawer
 
 
 def add_commands(commands: Any) -> None:
@@ -83,12 +84,13 @@ def run_train(args: argparse.Namespace) -> int:
         if not args.json:  # the answer first; the figures take a moment longer (matplotlib)
             print(f"test accuracy {summary['test_accuracy']:.4f} on the {summary['options']['dataset']} test set",
                   flush=True)
-        write_training_figures(run, summary)
+        drawer(run, summary)
 
     try:
-        summary = train_run(given, out, data_dir=args.data_dir, download=args.download,
-                            resume=args.resume is not None, overwrite=args.overwrite,
-                            progress=show_progress(args), say=say, finish=finish)
+        with Drawer(write_training_figures) as drawer:  # matplotlib starts on the other core meanwhile
+            summary = train_run(given, out, data_dir=args.data_dir, download=args.download,
+                                resume=args.resume is not None, overwrite=args.overwrite,
+                                progress=show_progress(args), say=say, finish=finish)
     except KeyboardInterrupt:
         if args.overwrite and before is not None and _stamp(checkpoint) == before:
             print(f"scratchcnn: interrupted before the new run's first epoch ended; the run in {out} is as it "
