@@ -177,8 +177,6 @@ def _conv_input_gradient(d, theta, dacts, dxpad, dyw, tapoff, zero):
         _rows(dxpad, d[PAD] + c * S + before * Wp + before, Wp, dacts, d[IN] + c * Hin * Win, Win, Hin, Win, zero)
 
 
-
-
 def _relu_max_forward(desc, layer, theta, acts, yw, wins, zero):
     """Z_k(p, q) = max_{u,v} max(Y_k(2p+u, 2q+v) + b_k, 0), read from the wide output of the conv at
     ``layer``; Z at the pool's OUT, the winners at its PAD (the two layers after the conv, fused into it).
