@@ -13,13 +13,14 @@ from scratchcnn.options import CLASSES
 
 def evaluate(net: ConvNet, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Accuracy and mean cross-entropy −ln P_y of net on checked images X: (N, H, W) and labels y: (N,)."""
-    if len(X) == 0:
-        return math.nan, math.nan
     return score_metrics(net.scores(X), y)
 
 
 def score_metrics(A: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy −ln P_y from class scores A: (N, C) of images labelled y: (N,), N ≥ 1."""
+    """Accuracy and mean cross-entropy −ln P_y from class scores A: (N, C) of images labelled y: (N,);
+    (nan, nan) for no images."""
+    if len(y) == 0:
+        return math.nan, math.nan
     log_P_y = layers.log_softmax(A)[np.arange(len(y)), y]  # ln P_y
     return float((A.argmax(axis=1) == y).mean()), float(-log_P_y.mean())
 

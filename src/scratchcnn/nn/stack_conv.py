@@ -196,6 +196,7 @@ def _relu_max_forward(desc, layer, theta, acts, yw, wins, zero):
             w = np.uint64(pool[PAD] + (kk * Hz + p) * Wz)
             for q in range(np.uint64(Wz)):
                 c = two * q
+                # Z_k(p, q) = max(max_{u,v} (Y_k(2p+u, 2q+v) + b_k), 0), and the winner (u, v) as 2u + v
                 m, i = _max4(yw[r0 + c] + bias, yw[r0 + c + 1] + bias, yw[r1 + c] + bias, yw[r1 + c + 1] + bias)
                 acts[z + q], wins[w + q] = (zero if m < zero else m), i
 
@@ -214,7 +215,7 @@ def _relu_max_conv_backward(desc, layer, theta, grad, acts, dacts, xpad, dxpad, 
     if d[BACK] == 2:  # ∂L/∂Y in full for ∂L/∂X, before f moves
         for t in range(np.uint64(K * T)):
             dyw[d[WIDE] + t] = zero
-        for kk in range(K):
+        for kk in range(K):  # (the winners are listed again below: cheaper than keeping every filter's list)
             y0 = np.uint64(d[WIDE] + kk * T)
             for e in range(_winners(pool, kk, Wp, acts, dacts, wins, picks, values, zero)):
                 dyw[y0 + picks[e]] = values[e]
@@ -255,6 +256,7 @@ def _patch_sums(cols, n, picks, values, m, acc, zero):
         g0, g1, g2, g3 = values[e], values[e + 1], values[e + 2], values[e + 3]
         c0, c1, c2, c3 = picks[e] * n, picks[e + 1] * n, picks[e + 2] * n, picks[e + 3] * n
         for tap in range(n):
+            # ∂L/∂f_k(tap) += ∂L/∂Y_k(i, j) X(patch at (i, j), tap), for four winners (i, j) at once
             acc[tap] += ((g0 * cols[c0 + tap] + g1 * cols[c1 + tap]) + g2 * cols[c2 + tap]) + g3 * cols[c3 + tap]
     for e in range(m - m % 4, m):
         g, c0 = values[e], picks[e] * n

@@ -7,7 +7,6 @@ checkpoint ends with the same model and history, bit for bit.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from collections.abc import Callable
 from dataclasses import asdict, fields, replace
@@ -122,7 +121,7 @@ def _train_locked(run: RunDir, given: dict[str, Any], *, data_dir: str | os.Path
                             f"{options.learning_rate:g}; nothing was saved. Try a smaller --learning-rate.")
     X_test, y_test = net.check_images(data.test_images), data.test_labels.astype(np.int64)
     A_test = net.scores(X_test)  # once: the accuracy, the loss and the confusion matrix all come from it
-    test_accuracy, test_loss = score_metrics(A_test, y_test) if len(y_test) else (math.nan, math.nan)
+    test_accuracy, test_loss = score_metrics(A_test, y_test)
     summary = run_summary(options, history, test_accuracy, test_loss, run.model)
     summary["confusion_matrix"] = confusion_matrix(y_test, A_test.argmax(axis=1), net.classes).tolist()
     summary["data"] = {"dataset": data.name, "directory": str(data.directory)}

@@ -20,6 +20,16 @@ from types import TracebackType
 from typing import Any
 
 
+def forked_workers(jobs: int) -> int:
+    """How many forked processes are worth starting for ``jobs`` pieces of drawing: one per CPU this process
+    may use, at most one per job; 0 where a process cannot fork (not Linux) or has one CPU."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 0
+    workers = min(cpus, jobs)
+    return workers if workers >= 2 else 0
+
+
 class Drawer:
     """``Drawer(draw)``, a context manager; ``drawer(*args)`` runs ``draw(*args)``, in the second process
     if there is one (its matplotlib already imported), and returns when the figures are written."""
@@ -27,8 +37,7 @@ class Drawer:
     def __init__(self, draw: Callable[..., None]) -> None:
         self.draw = draw
         self.process: Any = None
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-        if cpus >= 2 and "fork" in multiprocessing.get_all_start_methods():
+        if forked_workers(2):  # this process goes on working: the other CPU draws
             context = multiprocessing.get_context("fork")
             self.connection, theirs = context.Pipe()
             sys.stdout.flush()  # a forked child would write out a copy of what is still buffered

@@ -29,6 +29,7 @@ from scratchcnn.errors import ConfigError
 from scratchcnn.files import write_atomically
 from scratchcnn.nn.network import Network
 from scratchcnn.options import FIGURE_FORMATS
+from scratchcnn.viz.drawer import forked_workers
 
 FIGURE_NAMES = {  # key → file stem of the figures model_figures writes
     "record": "01-record", "record_surface": "02-record-surface", "kernels": "03-kernels",
@@ -318,8 +319,8 @@ def figures_bytes(figures: dict[str, Figure], fmt: str = "png") -> dict[str, byt
     and each renders whole figures, the most crowded first; elsewhere, or for one figure, they are drawn here.
     """
     _check_format(fmt)
-    workers = min(len(figures), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
-    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    workers = forked_workers(len(figures))
+    if not workers:
         return {key: figure_bytes(fig, fmt) for key, fig in figures.items()}
     _RENDERING.update((key, (fig, fmt)) for key, fig in figures.items())
     crowded_first = sorted(figures, key=lambda key: -len(figures[key].axes))
