@@ -1,7 +1,5 @@
 """``python -m scratchcnn``: the same as the ``scratchcnn`` command."""
 
-import sys
+from scratchcnn.cli import run
 
-from scratchcnn.cli import main
-
-sys.exit(main())
+run()

@@ -125,11 +125,14 @@ def write_training_figures(run: RunDir, summary: dict[str, Any]) -> None:
     import numpy as np
 
     from scratchcnn.data.datasets import CLASS_NAMES
-    from scratchcnn.viz.figures import plot_accuracy, plot_confusion, save_figure
+    from scratchcnn.files import write_atomically
+    from scratchcnn.viz.figures import figures_bytes, plot_accuracy, plot_confusion
 
     names = CLASS_NAMES[summary["options"]["dataset"]]
-    save_figure(plot_accuracy(summary["history"]), run.figure("accuracy"))
-    save_figure(plot_confusion(np.array(summary["confusion_matrix"]), names), run.figure("confusion"))
+    figures = {"accuracy": plot_accuracy(summary["history"]),
+               "confusion": plot_confusion(np.array(summary["confusion_matrix"]), names)}
+    for key, data in figures_bytes(figures).items():  # drawn side by side, one per CPU
+        write_atomically(run.figure(key), lambda fh, data=data: fh.write(data))
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -42,7 +42,8 @@ class Drawer:
             self.connection, theirs = context.Pipe()
             sys.stdout.flush()  # a forked child would write out a copy of what is still buffered
             sys.stderr.flush()
-            self.process = context.Process(target=_serve, args=(theirs, self.connection, draw), daemon=True)
+            # Not a daemon: a daemon may not fork, and draw may (figures_bytes). It ends when the pipe closes.
+            self.process = context.Process(target=_serve, args=(theirs, self.connection, draw))
             self.process.start()
             theirs.close()
 
