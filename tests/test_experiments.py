@@ -26,6 +26,7 @@ from scratchcnn.data import load_dataset
 from scratchcnn.errors import ConfigError
 from scratchcnn.train import experiments
 from scratchcnn.train import sgd as train
+from scratchcnn.train.sweep_spec import point_key
 
 RATES = (0.001, 0.01, 5.0)  # 5 diverges within the first epoch
 TUNE_SMALL = {"epochs": 2, "train_size": 1000, "validation_size": 200, "seed": 0}
@@ -207,11 +208,14 @@ def fake_runs(monkeypatch: pytest.MonkeyPatch, finals: dict[float, float | None]
     """Replace the training of each rate by a canned result; returns the rates it was asked for."""
     asked: list[float] = []
 
-    def one_rate(images: Any, labels: Any, rate: float, options: dict[str, Any], network: Any) -> dict[str, Any]:
+    def one_rate(images: Any, labels: Any, options: dict[str, Any], network: Any, point: dict[str, Any],
+                 directories: dict[str, str]) -> dict[str, Any]:
+        rate = point["learning_rate"]
         asked.append(rate)
         final = finals[rate]
         curve = [] if final is None else [final / 2] * (options["epochs"] - 1) + [final]
-        return {"learning_rate": rate, "diverged": final is None, "curve": curve, "final": final}
+        return {"key": point_key(point), "options": point, "status": "diverged" if final is None else "ok",
+                "learning_rate": rate, "diverged": final is None, "curve": curve, "final": final}
 
     monkeypatch.setattr(experiments, "_train_one_rate", one_rate)
     return asked

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
-from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from scratchcnn.errors import ConfigError
@@ -34,6 +33,9 @@ from scratchcnn.options import (  # the experiments' defaults: scratchcnn.option
     NetworkOptions,
 )
 from scratchcnn.train.sgd import EpochRecord, fit, split_sizes
+from scratchcnn.train.sweep_backends import InThisProcess, LocalProcesses, local_jobs
+from scratchcnn.train.sweep_run import run_sweep
+from scratchcnn.train.sweep_spec import Point, Sweep, point_key
 
 
 def _build(network: NetworkOptions, images: np.ndarray, seed: int) -> Network:
@@ -47,12 +49,15 @@ def _build(network: NetworkOptions, images: np.ndarray, seed: int) -> Network:
         raise ConfigError(f"{error} (on {images.shape[1]}×{images.shape[2]} images)") from None
 
 
-def _train_one_rate(images: np.ndarray, labels: np.ndarray, rate: float, options: dict[str, Any],
-                    network: NetworkOptions = NETWORK) -> dict[str, Any]:
-    """One fresh network trained at one learning rate; its per-epoch validation accuracy."""
+def _train_one_rate(images: np.ndarray, labels: np.ndarray, options: dict[str, Any], network: NetworkOptions,
+                    point: dict[str, Any], directories: dict[str, str]) -> dict[str, Any]:
+    """A sweep point of tune (sweep_run's runner, given the images): one fresh network trained at the point's
+    learning rate; its per-epoch validation accuracy."""
+    rate = point["learning_rate"]
     net = build_network(network, input_shape=images.shape[1:], seed=options["seed"])
     history = fit(net, images, labels, learning_rate=rate, **options)
     return {
+        "key": point_key(point), "options": point, "status": "diverged" if history.stopped else "ok",
         "learning_rate": rate,
         "diverged": history.stopped is not None,
         "curve": [e.validation_accuracy for e in history.epochs],
@@ -81,9 +86,11 @@ def tune(
 ) -> dict[str, Any]:
     """Train a fresh network (same seed, same sample) per learning rate and pick the best.
 
-    images: (N, H, W) uint8, labels: (N,). Best: the highest final validation accuracy, ties to the
-    smaller rate; diverged rates are reported as such. ``jobs``: parallel processes (default: one per
-    core, at most one per rate); each rate's run is seeded, so the result does not depend on it.
+    A sweep (train/sweeps.py) over the learning rate alone, on these images: its points run in worker
+    processes in the same way. images: (N, H, W) uint8, labels: (N,). Best: the highest final validation
+    accuracy, ties to the smaller rate; diverged rates are reported as such. ``jobs``: parallel processes
+    (default: one per core, at most one per rate); each rate's run is seeded, so the result does not depend
+    on it.
     ``network`` and the optimiser's options are taken as given (the command line fills in a preset's
     own, as options.resolve does); the result's "network" is the network as a spec string.
     """
@@ -97,15 +104,16 @@ def tune(
                "validation_size": validation_size, "seed": seed, "optimiser": optimiser, "momentum": momentum,
                "weight_decay": weight_decay, "schedule": schedule}
     spec = network_spec(_build(network, images, seed))  # here, not in a worker: a bad network fails at once
-    jobs = min(len(rates), jobs or os.cpu_count() or 1)
-    run = delayed(_train_one_rate)
-    with tqdm(total=len(rates), unit="rate", disable=not progress, leave=False) as bar:
-        runs = []
-        for result in Parallel(n_jobs=jobs, return_as="generator")(
-            run(images, labels, rate, options, network) for rate in rates
-        ):
-            runs.append(result)
-            bar.update()
+    plan = Sweep(points=tuple(Point({"learning_rate": rate}) for rate in rates), metric="validation_accuracy",
+                 source="tune")
+    runner = partial(_train_one_rate, images, labels, options, network)  # forked workers inherit the images
+    jobs = local_jobs(jobs, len(rates))
+    with (LocalProcesses(jobs, {}, runner) if jobs > 1 else InThisProcess({}, runner)) as backend, \
+            tqdm(total=len(rates), unit="rate", disable=not progress, leave=False) as bar:
+        runs = run_sweep(plan, None, backend, on_record=lambda record: bar.update())
+    failed = next((run for run in runs if run["status"] == "failed"), None)
+    if failed is not None:
+        raise ConfigError(f"learning rate {failed['options']['learning_rate']:g}: {failed['error']}")
     finals = [r["final"] for r in runs]
     candidates = [(-final, rate) for final, rate in zip(finals, rates, strict=True) if final is not None]
     return {
