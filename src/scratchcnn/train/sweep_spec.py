@@ -107,8 +107,11 @@ def sweep_from_dict(spec: dict[str, Any], source: str = "spec") -> Sweep:
             raise fail(f"[grid] {name} must be a list of values, got {values!r}")
         if not values:
             raise fail(f"[grid] {name} is empty: give at least one value")
+        repeated = next((a for i, a in enumerate(values) if any(a == b for b in values[:i])), None)
+        if repeated is not None:
+            raise fail(f"[grid] {name} lists {repeated!r} twice: each value once")
+    _check_names({name: how for name, how in random.items() if name not in ("draws", "seed")}, "[random] ", fail)
     draws = _draws(random, fail)
-    _check_names(random, "[random] ", fail)
     overlap = sorted(set(grid) & set(random) | (set(fixed) & (set(grid) | set(random))))
     if overlap:
         raise fail(f"{overlap[0]} is given twice (fixed, [grid] or [random]): give it in one place")
@@ -126,8 +129,6 @@ def sweep_from_dict(spec: dict[str, Any], source: str = "spec") -> Sweep:
             shown = ", ".join(f"{name}={value!r}" for name, value in point.configuration.items()
                               if name in grid or name in random) or "every point"
             raise fail(f"{error} (in the point {shown})") from None
-    if len({point.key for point in points}) != len(points):
-        raise fail("two points are the same: a [grid] list repeats a value, or [random] drew one twice")
     return Sweep(points=points, metric=metric, source=source)
 
 
@@ -184,12 +185,23 @@ def _draws(random: dict[str, Any], fail: Any) -> int:
 
 
 def _drawn(random: dict[str, Any], draws: int, fail: Any) -> list[dict[str, Any]]:
-    """``draws`` configurations of the [random] options (one empty one without [random])."""
+    """``draws`` different configurations of the [random] options (one empty one without [random]).
+
+    A configuration drawn again is drawn anew (lists are few values: repeats are likely), so the study
+    has ``draws`` configurations, or says how many its lists allow.
+    """
     if not draws:
         return [{}]
     rng = np.random.default_rng(random["seed"])
     ranges = {name: how for name, how in random.items() if name != "seed"}
-    return [{name: _draw(rng, name, how, fail) for name, how in ranges.items()} for _ in range(draws)]
+    drawn: list[dict[str, Any]] = []
+    for _ in range(100 * draws):
+        configuration = {name: _draw(rng, name, how, fail) for name, how in ranges.items()}
+        if configuration not in drawn:
+            drawn.append(configuration)
+            if len(drawn) == draws:
+                return drawn
+    raise fail(f"[random] draws = {draws}, but its options give only {len(drawn)} different configurations")
 
 
 def _draw(rng: np.random.Generator, name: str, how: Any, fail: Any) -> Any:
@@ -208,4 +220,5 @@ def _draw(rng: np.random.Generator, name: str, how: Any, fail: Any) -> Any:
                    f"{' and LOW > 0' if kind == 'log_uniform' else ''}, got {bounds!r}")
     low, high = (math.log(b) for b in bounds) if kind == "log_uniform" else bounds
     value = float(rng.uniform(low, high))
-    return float(f"{math.exp(value) if kind == 'log_uniform' else value:.4g}")  # readable in tables and plots
+    value = float(f"{math.exp(value) if kind == 'log_uniform' else value:.4g}")  # readable in tables and plots
+    return min(max(value, bounds[0]), bounds[1])  # rounding must not step outside (momentum 0.99999 → 1.0)

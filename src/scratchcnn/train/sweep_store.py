@@ -9,6 +9,7 @@ cut off with a warning when the file is read, and its point runs again. The othe
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,8 @@ class SweepFolder:
             raise WriteError(f"cannot repair {self.results}: {error.strerror or error}") from None
 
     def append(self, record: dict[str, Any]) -> None:
-        """Add one finished point's record as one line, on disk before this returns."""
-        line = (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode()
+        """Add one finished point's record as one line, on disk before this returns (NaN and ±inf as null)."""
+        line = (json.dumps(_finite(record), separators=(",", ":"), allow_nan=False) + "\n").encode()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.results, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
@@ -88,9 +89,21 @@ class SweepFolder:
                              "one are kept)") from None
 
     def restart(self) -> None:
-        """Start over (``--restart``): the finished points and everything made from them go."""
+        """Start over (``--restart``): the finished points and the summary of them go (the figures and
+        final/ are written anew when the sweep ends)."""
         for path in (self.results, self.summary, self.best):
             path.unlink(missing_ok=True)
+
+
+def _finite(value: Any) -> Any:
+    """value with every NaN or infinite float replaced by None: strict JSON, which any reader takes."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:
