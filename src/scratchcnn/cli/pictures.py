@@ -44,14 +44,16 @@ def add_figures_command(commands: Any) -> None:
 
 def add_report_command(commands: Any) -> None:
     parser = commands.add_parser(
-        "report", help="one self-contained HTML page about a training run",
+        "report", help="one self-contained HTML page about a training run or a sweep",
         description="Write RUN_DIR/report.html: the configuration, the accuracy table, every figure (embedded), "
-        "the tuning and overtraining results when RUN_DIR holds them, and the equations. The file needs no "
-        "network to view: no external scripts, styles or fonts.\n\n"
-        "example: scratchcnn report runs/demo",
+        "the tuning and overtraining results when RUN_DIR holds them, and the equations. Given a sweep's folder "
+        "(the DIR of scratchcnn sweep: sweep.jsonl, no model.npz): the counts, the configurations best first, "
+        "the best one and the sweep's figures. The file needs no network to view: no external scripts, styles "
+        "or fonts.\n\n"
+        "example: scratchcnn report runs/demo      scratchcnn report runs/study",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a folder written by scratchcnn train")
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a folder written by scratchcnn train or sweep")
     parser.add_argument("--out", type=Path, metavar="FILE", help=f"where to write (default: RUN_DIR/{RunDir.REPORT})")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="where the test set is (as for train)")
     add_json_option(parser)

@@ -70,7 +70,8 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     """Write RUN_DIR's report (default RUN_DIR/report.html), atomically; returns its path.
 
     Reads RUN_DIR/history.json and model.npz (ScratchCNNError / ModelFileError if missing or corrupt),
-    and tuning.json and overtraining.json when present. The test set (for the record and confusion
+    and tuning.json and overtraining.json when present. A sweep's folder (sweep.jsonl, no model.npz) gets
+    the sweep's page instead (sweep_report.py). The test set (for the record and confusion
     figures) is looked up with data_dir, never downloaded; without it the report says so.
     """
     run = RunDir(run_dir)
@@ -81,6 +82,10 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         raise ScratchCNNError(f"{run.path}: that is {kind}; report takes a run folder such as {example}")
     if not run.path.is_dir():
         raise ScratchCNNError(f"{run.path}: no such run directory")
+    from scratchcnn.viz import sweep_report  # (it imports this module)
+
+    if sweep_report.is_sweep_folder(run.path):  # a sweep's folder: its own page
+        return sweep_report.write_sweep_report(run.path, out)
     with run.lock():  # not while a training process is writing the run
         return _write_report(run, out, data_dir)
 
