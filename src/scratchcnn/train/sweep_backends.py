@@ -139,9 +139,10 @@ def _serve(connection: Connection, inherited: list[Connection], directories: dic
         while True:
             try:
                 options = connection.recv()
-            except (EOFError, OSError):
+                outcome = work(options, directories, runner)
+                connection.send(outcome)
+            except (EOFError, OSError):  # the client closed the pipe (stopped, or died): nobody to answer
                 return
-            connection.send(work(options, directories, runner))
 
 
 class DaskCluster(Backend):
@@ -157,6 +158,8 @@ class DaskCluster(Backend):
             self.client = Client(address, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as error:
             raise ConfigError(f"cannot reach the Dask scheduler at {address}: {error}") from None
+        # One BLAS thread per worker process; one its nanny restarts after a crash starts so anyway (Dask's
+        # pre-spawn environment sets OMP_NUM_THREADS and OPENBLAS_NUM_THREADS to 1).
         self.client.run(_one_thread_each)
         self.directories, self.runner = directories, runner
         self.completed = as_completed(loop=self.client.loop)
@@ -187,7 +190,7 @@ class DaskCluster(Backend):
 
 
 def _one_thread_each() -> None:
-    """On each Dask worker: one BLAS thread per task (a worker's threads and processes are its parallelism)."""
+    """On each Dask worker: one BLAS thread (a worker's threads and processes are the parallelism)."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
