@@ -20,6 +20,23 @@ from scratchcnn.nn.layers import log_softmax
 from scratchcnn.nn.npzfile import Expected, read_npz, write_npz
 
 PREDICT_CHUNK = 512  # images per forward pass in predict: bounds memory, keeps matrices large
+_scoring_threads: int | None = None  # None: one per CPU; a sweep's worker processes score on one each
+
+
+def set_scoring_threads(threads: int | None) -> None:
+    """How many threads ``scores`` runs its chunks on in this process (None: one per CPU it may use).
+
+    Processes that already run side by side, one per core (a sweep's workers), set 1: two threads
+    each would make four fight for two cores. The scores are the same either way.
+    """
+    global _scoring_threads
+    _scoring_threads = threads
+
+
+def _threads() -> int:
+    if _scoring_threads is not None:
+        return _scoring_threads
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class Classifier(ABC):
@@ -161,10 +178,11 @@ class Classifier(ABC):
             with np.errstate(**caller_errstate):
                 return self.chunk_scores(X[start : start + self.chunk])
 
-        if len(starts) == 1:
-            return chunk(0)
+        threads = _threads()
+        if len(starts) == 1 or threads == 1:
+            return np.concatenate([chunk(start) for start in starts])
         # One BLAS thread per chunk: BLAS's own threads on top of ours would fight for the cores.
-        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
             return np.concatenate(list(pool.map(chunk, starts)))
 
     def predict_proba(self, X: Any) -> np.ndarray:

@@ -9,6 +9,7 @@ runs, and does its arithmetic on one BLAS thread: the processes are the parallel
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
 import os
 import signal
@@ -133,16 +134,14 @@ def _serve(connection: Connection, inherited: list[Connection], directories: dic
     for other in inherited:  # the client's ends of every pipe, copied by fork: closed, so that EOF can come
         other.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the client's to handle
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        while True:
-            try:
-                options = connection.recv()
-                outcome = work(options, directories, runner)
-                connection.send(outcome)
-            except (EOFError, OSError):  # the client closed the pipe (stopped, or died): nobody to answer
-                return
+    _ready_for_points()
+    while True:
+        try:
+            options = connection.recv()
+            outcome = work(options, directories, runner)
+            connection.send(outcome)
+        except (EOFError, OSError):  # the client closed the pipe (stopped, or died): nobody to answer
+            return
 
 
 class DaskCluster(Backend):
@@ -158,9 +157,7 @@ class DaskCluster(Backend):
             self.client = Client(address, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as error:
             raise ConfigError(f"cannot reach the Dask scheduler at {address}: {error}") from None
-        # One BLAS thread per worker process; one its nanny restarts after a crash starts so anyway (Dask's
-        # pre-spawn environment sets OMP_NUM_THREADS and OPENBLAS_NUM_THREADS to 1).
-        self.client.run(_one_thread_each)
+        self.client.register_plugin(_worker_plugin(), name="scratchcnn-sweep")  # also on workers started later
         self.directories, self.runner = directories, runner
         self.completed = as_completed(loop=self.client.loop)
         self.futures: dict[str, tuple[Any, Point]] = {}
@@ -189,11 +186,38 @@ class DaskCluster(Backend):
         self.client.close()
 
 
-def _one_thread_each() -> None:
-    """On each Dask worker: one BLAS thread (a worker's threads and processes are the parallelism)."""
+def _worker_plugin() -> Any:
+    """A Dask worker plugin that readies each worker process for points (made here: Dask is optional)."""
+    from distributed import WorkerPlugin
+
+    class ReadyForPoints(WorkerPlugin):
+        def setup(self, worker: Any) -> None:
+            _ready_for_points()
+
+    return ReadyForPoints()
+
+
+def _ready_for_points() -> None:
+    """A worker process: one thread for BLAS and for scoring (the processes are the parallelism), and freed
+    memory kept for reuse.
+
+    Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_ set, which makes glibc map every large array
+    afresh: scoring a point's 9 000 records then took ~4× as long (page faults on each new array). A
+    point's arrays are the same sizes every epoch, so this process keeps what it frees instead.
+    """
     from threadpoolctl import threadpool_limits
 
+    from scratchcnn.nn.inputs import set_scoring_threads
+
     threadpool_limits(1)
+    set_scoring_threads(1)
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: its defaults stand
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # mallopt's parameter numbers (malloc.h)
+    libc.mallopt(m_mmap_threshold, 32 << 20)  # arrays up to 32 MB from the heap, reused once freed
+    libc.mallopt(m_trim_threshold, 256 << 20)
 
 
 def local_jobs(jobs: int | None, points: int) -> int:

@@ -70,7 +70,7 @@ def work(options: dict[str, Any], directories: dict[str, str], runner: Runner = 
         return "done", runner(options, directories)
     except ScratchCNNError as error:
         return "error", first_line(error)
-    except (ArithmeticError, ValueError, MemoryError) as error:
+    except (ArithmeticError, ValueError, MemoryError, OSError) as error:  # e.g. an unreadable data file
         return "error", f"{type(error).__name__}: {first_line(error)}"
 
 
