@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint wheel-check bench docs clean
+.PHONY: demo test lint wheel-check bench docs tutorial clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ bench: $(VENV)/.installed  ## seconds per 10 000-record epoch at batch sizes 1 a
 
 docs: $(VENV)/.installed  ## rewrite the README's layout and command-line reference from the code
 	$(BIN)/python tools/readme.py
+
+$(VENV)/.installed-notebook: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --editable '.[notebook]'
+	touch $@ $(VENV)/.installed
+
+tutorial: $(VENV)/.installed-notebook  ## open docs/tutorial.ipynb in JupyterLab (data: SCRATCHCNN_DATA=DIR make tutorial)
+	$(BIN)/jupyter lab docs/tutorial.ipynb
 
 clean:
 	rm -rf $(VENV) runs dist build .pytest_cache .ruff_cache .hypothesis src/*.egg-info

@@ -62,7 +62,8 @@ def test_train_help_shows_every_option_with_its_real_default() -> None:
             assert f"(default: {shown}" in help_text or f"(default: {options.default_text(name)})" in help_text, name
     # the per-preset and per-dataset defaults, from ARCH_DEFAULTS and DATASET_DEFAULTS
     assert (f"(default: 0.0005; {options.ARCH_DEFAULTS['wide']['learning_rate']} for --arch wide; "
-            f"{options.ARCH_DEFAULTS['lenet']['learning_rate']} for --arch lenet; 0.005 for digits)") in help_text
+            f"{options.ARCH_DEFAULTS['lenet']['learning_rate']} for --arch lenet; "
+            f"{options.ARCH_DEFAULTS['softmax']['learning_rate']} for --arch softmax; 0.005 for digits)") in help_text
 
 
 def test_per_dataset_defaults() -> None:

@@ -121,7 +121,7 @@ def test_report_is_one_self_contained_page(run_dir: Path, full_report: tuple[Pat
     page = parse(text)
     assert [tag for tag, _ in page.tags[:3]] == ["html", "head", "meta"]
     assert page.named("script") == [] and page.named("link") == []
-    assert len(png_images(page)) == 11  # 9 model figures, tuning, overtraining
+    assert len(png_images(page)) == 13  # 9 model figures, tuning, overtraining, mistakes, evidence
     summary = json.loads((run_dir / "history.json").read_text())
     assert f"{summary['test_accuracy']:.2%}" in text
     assert text.count("<tr><td class=num>") == 2  # one row per epoch
@@ -146,7 +146,7 @@ def test_optional_sections_absent_without_their_files(run_dir: Path, fake_data: 
     (run / "overtraining.json").unlink()
     text = write_report(run, tmp_path / "elsewhere" / "r.html", data_dir=fake_data).read_text(encoding="utf-8")
     assert "Tuning the learning rate" not in text and "Overtraining" not in text
-    assert png_images(parse(text)) == []
+    assert len(png_images(parse(text))) == 2  # the mistakes gallery and the evidence maps
     assert not (run / "report.html").exists()
 
 
@@ -222,4 +222,4 @@ def test_real_mnist_end_to_end(data_dir: Path, tmp_path: Path) -> None:
     assert "Its label is 7" in text  # MNIST test record 0 is a 7
     assert "not found" not in text
     images = png_images(parse(text))
-    assert len(images) == 9 and all(len(image) > 5000 for image in images)
+    assert len(images) == 11 and all(len(image) > 5000 for image in images)  # 9 figures, mistakes, evidence

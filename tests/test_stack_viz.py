@@ -149,7 +149,7 @@ def test_report_of_a_lenet_run(lenet_run: Path, data_dir: Path) -> None:
     assert isinstance(net, Stack)
     text = write_report(lenet_run, data_dir=data_dir).read_text(encoding="utf-8")
     page = parse(text)
-    assert len(png_images(page)) == len(LENET_STEMS)
+    assert len(png_images(page)) == len(LENET_STEMS) + 1  # and the mistakes gallery (no evidence maps: see why)
     assert f"<td>spec</td><td>{net.spec()}</td>" in text
     assert f"Stack of 12 layers on 28×28 images ({net.spec()})" in text
     for row in ("<td>4</td><td>conv:16x5:valid</td><td class=num>16×10×10</td><td class=num>2,416</td>",

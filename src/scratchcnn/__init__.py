@@ -17,6 +17,7 @@ from scratchcnn._version import __version__
 if TYPE_CHECKING:  # what type checkers see; at run time each name is imported on its first use (_lazy.py)
     from scratchcnn.data import load_dataset
     from scratchcnn.errors import ConfigError, DataError, ModelFileError, ScratchCNNError
+    from scratchcnn.nn.gradcheck import gradcheck
     from scratchcnn.nn.model import ConvNet
     from scratchcnn.nn.network import from_spec, load_model
     from scratchcnn.nn.stack import Stack
@@ -29,8 +30,9 @@ _HOMES = {
     "ConvNet": "scratchcnn.nn.model", "from_spec": "scratchcnn.nn.network", "load_model": "scratchcnn.nn.network",
     "Stack": "scratchcnn.nn.stack",
     **dict.fromkeys(("NetworkOptions", "RunOptions", "TrainOptions"), "scratchcnn.options"),
-    "evaluate": "scratchcnn.nn.metrics", "fit": "scratchcnn.train.sgd",
+    "evaluate": "scratchcnn.nn.metrics", "fit": "scratchcnn.train.sgd", "gradcheck": "scratchcnn.nn.gradcheck",
 }
 __getattr__, __dir__ = exports(__name__, _HOMES)
 __all__ = ["ConfigError", "ConvNet", "DataError", "ModelFileError", "NetworkOptions", "RunOptions", "ScratchCNNError",
-           "Stack", "TrainOptions", "__version__", "evaluate", "fit", "from_spec", "load_dataset", "load_model"]
+           "Stack", "TrainOptions", "__version__", "evaluate", "fit", "from_spec", "gradcheck", "load_dataset",
+           "load_model"]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from scratchcnn import __version__
-from scratchcnn.cli import datasets, experiments, explore, lab, pictures, predict, sweep, training
+from scratchcnn.cli import datasets, experiments, explore, gradcheck, lab, pictures, predict, sweep, training
 from scratchcnn.cli.options import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED
 from scratchcnn.errors import DivergedError, ScratchCNNError
 from scratchcnn.options import NETWORK
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"scratchcnn {__version__}")
     parser.commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", required=True,
                                             parser_class=Parser)
-    for module in (training, experiments, sweep, pictures, explore, lab, predict, datasets):
+    for module in (training, experiments, sweep, pictures, explore, lab, predict, datasets, gradcheck):
         module.add_commands(parser.commands)
     return parser
 

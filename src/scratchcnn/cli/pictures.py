@@ -50,12 +50,20 @@ def add_report_command(commands: Any) -> None:
         "(the DIR of scratchcnn sweep: sweep.jsonl, no model.npz): the counts, the configurations best first, "
         "the best one and the sweep's figures. The file needs no network to view: no external scripts, styles "
         "or fonts.\n\n"
-        "example: scratchcnn report runs/demo      scratchcnn report runs/study",
+        "Against a baseline: given --baseline BASE_RUN, or when RUN_DIR/baseline/ holds a run (train it there with "
+        "scratchcnn train --arch softmax --out RUN_DIR/baseline), the page also shows both runs side by side: test "
+        "accuracy, accuracy on each class, both confusion matrices, and what the network bought over the "
+        "baseline in one sentence. Both must be runs on the same dataset.\n\n"
+        "example: scratchcnn report runs/demo      scratchcnn report runs/study\n"
+        "         scratchcnn report runs/lenet --baseline runs/softmax",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a folder written by scratchcnn train or sweep")
     parser.add_argument("--out", type=Path, metavar="FILE", help=f"where to write (default: RUN_DIR/{RunDir.REPORT})")
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="where the test set is (as for train)")
+    parser.add_argument("--baseline", type=Path, metavar="BASE_RUN",
+                        help="a run folder to compare with, e.g. one of --arch softmax (default: RUN_DIR/baseline "
+                        "when it holds a run)")
     add_json_option(parser)
     parser.set_defaults(run=run_report)
 
@@ -98,6 +106,6 @@ def run_figures(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from scratchcnn.viz.report import write_report
 
-    path = write_report(args.run_dir, args.out, data_dir=args.data_dir)
+    path = write_report(args.run_dir, args.out, data_dir=args.data_dir, baseline=args.baseline)
     print(json.dumps({"report": str(path)}) if args.json else f"wrote {path}")
     return 0

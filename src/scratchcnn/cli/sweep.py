@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from scratchcnn.cli.options import EXIT_INTERRUPTED, add_json_option, natural_int, positive_int, show_progress
+from scratchcnn.options import SWEEP_RETRIES
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 EXAMPLE = """\
@@ -49,8 +50,9 @@ def add_commands(commands: Any) -> None:
                         help=f"run the points on the Dask cluster whose scheduler is at ADDRESS, e.g. "
                         f"tcp://10.0.0.5:8786 (default: ${SCHEDULER_ENV} if set, else local processes; "
                         "needs pip install 'scratchcnn[cluster]')")
-    parser.add_argument("--retries", type=natural_int, default=2, metavar="N",
-                        help="runs more of a point whose worker died, before it is recorded as failed (default: 2)")
+    parser.add_argument("--retries", type=natural_int, default=SWEEP_RETRIES, metavar="N",
+                        help="runs more of a point whose worker died, before it is recorded as failed "
+                        f"(default: {SWEEP_RETRIES})")
     parser.add_argument("--restart", action="store_true", help="forget DIR's finished points and run them all")
     parser.add_argument("--final", action="store_true", help="train the best configuration on training + "
                         "validation records and test it once (DIR/final/, a run folder)")

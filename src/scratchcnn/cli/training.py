@@ -61,6 +61,9 @@ def add_evaluate_command(commands: Any) -> None:
     )
     parser.add_argument("model", type=Path, metavar="MODEL", help="a model.npz written by scratchcnn train")
     add_data_options(parser, "the one the model was trained on")
+    parser.add_argument("--mistakes", type=Path, metavar="DIR",
+                        help="also write DIR/mistakes.png, a gallery of the test set's most confident mistakes, "
+                        "and DIR/mistakes.json (each one's index in the test set, true and predicted class, P)")
     add_json_option(parser)
     parser.set_defaults(run=run_evaluate)
 
@@ -142,12 +145,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from scratchcnn.nn.metrics import confusion_matrix
     from scratchcnn.nn.network import load_model
 
+    if args.mistakes is not None and args.mistakes.exists() and not args.mistakes.is_dir():
+        raise ConfigError(f"--mistakes {args.mistakes}: that is a file; give a folder for mistakes.png and .json")
     net = load_model(args.model)
     name = args.dataset or net.dataset or RunOptions.dataset
     data = load_dataset(name, RunDir.of_model(args.model).data_dir(args.data_dir), download=args.download,
                         progress=show_progress(args), image_shape=net.input_shape)
     y_true = data.test_labels.astype(np.int64)
-    y_pred = net.predict(data.test_images)
+    scores = net.scores(net.check_images(data.test_images))  # what predict computes; --mistakes needs them too
+    y_pred = scores.argmax(axis=1)
     matrix = confusion_matrix(y_true, y_pred, net.classes)
     per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
     result = {
@@ -156,6 +162,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "per_class_accuracy": [float(a) for a in per_class],
         "confusion_matrix": matrix.tolist(),
     }
+    if args.mistakes is not None:
+        result["mistakes"] = write_mistakes(args.mistakes, data.test_images, y_true, scores, name, str(args.model))
     if args.json:
         print(json.dumps(result))
         return 0
@@ -165,4 +173,26 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print("      " + "".join(f"{c:>6}" for c in range(net.classes)))
     for c, row in enumerate(matrix):
         print(f"{c:>6}" + "".join(f"{v:>6}" for v in row))
+    if args.mistakes is not None:
+        print(f"wrote {result['mistakes']['png']} and {result['mistakes']['json']}: the "
+              f"{len(result['mistakes']['indices'])} most confident of {int(len(y_true) - matrix.trace())} mistakes")
     return 0
+
+
+def write_mistakes(out_dir: Path, images: Any, labels: Any, scores: Any, dataset: str, model: str
+                   ) -> dict[str, Any]:
+    """DIR/mistakes.png (the gallery) and DIR/mistakes.json of the most confident mistakes; returns their paths
+    and the mistakes' indices in the test set. images (N, H, W), labels (N,), scores A: (N, C)."""
+    from scratchcnn.data.datasets import CLASS_NAMES
+    from scratchcnn.files import write_text_atomically
+    from scratchcnn.viz.figures import save_figure
+    from scratchcnn.viz.mistakes import mistakes_from_scores, plot_mistakes
+
+    rows = mistakes_from_scores(scores, labels)
+    wrong = int((scores.argmax(axis=1) != labels).sum())
+    names = CLASS_NAMES.get(dataset, CLASS_NAMES["mnist"])
+    png = save_figure(plot_mistakes(images, rows, names, wrong=wrong), out_dir / "mistakes.png")
+    record = {"model": model, "dataset": dataset, "test_images": len(labels), "wrong": wrong,
+              "mistakes": [row.as_json() for row in rows]}  # most confident first
+    saved = write_text_atomically(out_dir / "mistakes.json", json.dumps(record, indent=1) + "\n")
+    return {"png": str(png), "json": str(saved), "indices": [row.index for row in rows]}

@@ -7,6 +7,7 @@ write-up prints e^{−a_j} (the same model with W negated) and drops the minus s
 from __future__ import annotations
 
 import math
+from html import escape
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,24 @@ class ConvNet(Classifier):
         config = dict(self.config, input_shape=self.input_shape)
         args = ", ".join(f"{key}={value!r}" for key, value in config.items())
         return f"ConvNet({args})"
+
+    def _repr_html_(self) -> str:
+        """A compact table for notebooks: each step of the forward pass, its output shape and parameter count."""
+        K, k, C = self.filters, self.kernel_size, self.classes
+        (H, W), (rows, cols) = self.input_shape, self.pooled_shape
+        steps = [("input X", f"{H}×{W}", 0),
+                 (f"convolution f: {K} filters {k}×{k} → Y", f"{K}×{H}×{W}", self.f.size)]
+        if self.activation != "none":
+            steps.append((self.activation, f"{K}×{H}×{W}", 0))
+        dense = ("dense W Z + b → A", str(C), self.W.size + C) if self.bias else ("dense W Z → A", str(C), self.W.size)
+        steps += [(f"pooling ({self.pool}) → Z", f"{K}×{rows}×{cols}", 0), dense, ("softmax → P", str(C), 0)]
+        body = "".join(f"<tr><td>{escape(name)}</td><td>{escape(shape)}</td><td>{count:,}</td></tr>"
+                       for name, shape, count in steps)
+        total = sum(p.size for p in self.parameters().values())
+        caption = (f"ConvNet: {total:,} parameters, {self.dtype}, "
+                   f"dataset: {self.dataset or 'not recorded'}")
+        return (f"<table><caption>{escape(caption)}</caption>"
+                f"<tr><th>step</th><th>output shape</th><th>parameters</th></tr>{body}</table>")
 
     # ---- computing ---------------------------------------------------------------------------
 

@@ -35,6 +35,8 @@ PRESETS = {
     "wide": "conv:32x5-b,relu,pool:max,flatten,dense",
     # LeNet-5's shape (with ReLU and max pooling): 28×28 → 6@28×28 → 6@14×14 → 16@10×10 → 16@5×5 → 120 → 84 → C.
     "lenet": "conv:6x5:same,relu,pool:max,conv:16x5:valid,relu,pool:max,flatten,dense:120,relu,dense:84,relu,dense",
+    # No convolution (the previous article's classifier): A = W X + b on the H·W pixels, softmax, the same SGD.
+    "softmax": "flatten,dense",
 }
 
 _CONV = re.compile(r"conv:(\d+)x(\d+)(?::([a-z-]+?))?([+-]b)?")

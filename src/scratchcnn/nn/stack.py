@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from html import escape
 from typing import Any
 
 import numpy as np
@@ -100,6 +101,19 @@ class Stack(Classifier):
 
     def __repr__(self) -> str:
         return f"Stack({self.spec()!r}, input_shape={self.input_shape}, classes={self.classes}, dtype={self.dtype!r})"
+
+    def _repr_html_(self) -> str:
+        """A compact table for notebooks: each layer, its output shape and parameter count."""
+        counts = [sum(math.prod(shape) for shape in layer.param_shapes(self.shapes[i]).values())
+                  for i, layer in enumerate(self.layers)]
+        rows = [("", "input X", self.shapes[0], 0)]
+        rows += [(str(i + 1), layer.spec(), self.shapes[i + 1], counts[i]) for i, layer in enumerate(self.layers)]
+        body = "".join(f"<tr><td>{index}</td><td>{escape(spec)}</td><td>{'×'.join(map(str, shape))}</td>"
+                       f"<td>{count:,}</td></tr>" for index, spec, shape, count in rows)
+        caption = (f"Stack: {len(self.layers)} layers, {sum(counts):,} parameters, {self.dtype}, "
+                   f"dataset: {self.dataset or 'not recorded'}")
+        return (f"<table><caption>{escape(caption)}</caption>"
+                f"<tr><th>layer</th><th>spec</th><th>output shape</th><th>parameters</th></tr>{body}</table>")
 
     # ---- computing ---------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from scratchcnn.data import load_dataset
 from scratchcnn.data.datasets import Dataset
 from scratchcnn.errors import ScratchCNNError, first_line
 from scratchcnn.nn.network import build_network
-from scratchcnn.options import resolve
+from scratchcnn.options import SWEEP_RETRIES, resolve
 from scratchcnn.train.sgd import fit, resolve_engine
 from scratchcnn.train.sweep_spec import Point, Sweep, point_key
 from scratchcnn.train.sweep_store import SweepFolder
@@ -80,7 +80,7 @@ def failed_record(point: Point, reason: str, attempts: int) -> dict[str, Any]:
             "attempts": attempts}
 
 
-def run_sweep(sweep: Sweep, folder: SweepFolder | None, backend: Any, *, retries: int = 2,
+def run_sweep(sweep: Sweep, folder: SweepFolder | None, backend: Any, *, retries: int = SWEEP_RETRIES,
               on_record: Callable[[dict[str, Any]], None] = lambda record: None,
               warn: Callable[[str], None] = lambda message: None) -> list[dict[str, Any]]:
     """Run the points of ``sweep`` not yet in ``folder`` on ``backend``; every point's record, in spec order.

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from scratchcnn.data import load_dataset
 from scratchcnn.files import write_text_atomically
-from scratchcnn.options import BUNDLED
+from scratchcnn.options import BUNDLED, SWEEP_RETRIES
 from scratchcnn.train.runs import train_run
 from scratchcnn.train.sweep_backends import DaskCluster, LocalProcesses, local_jobs
 from scratchcnn.train.sweep_run import Runner, run_point, run_sweep
@@ -41,7 +41,7 @@ def data_directories(sweep: Sweep, data_dir: str | os.PathLike | None, download:
 
 
 def sweep(spec: str | os.PathLike | Sweep, out: str | os.PathLike, *, data_dir: str | os.PathLike | None = None,
-          download: bool = True, jobs: int | None = None, scheduler: str | None = None, retries: int = 2,
+          download: bool = True, jobs: int | None = None, scheduler: str | None = None, retries: int = SWEEP_RETRIES,
           restart: bool = False, final: bool = False, progress: bool = False,
           warn: Callable[[str], None] = lambda message: None, runner: Runner = run_point) -> dict[str, Any]:
     """Run the sweep into folder ``out``; returns its summary (what ``sweep --json`` prints).

@@ -18,7 +18,7 @@ import numpy as np
 
 from scratchcnn._version import __version__
 from scratchcnn.data import CLASS_NAMES, load_dataset
-from scratchcnn.errors import DataError, ScratchCNNError
+from scratchcnn.errors import ConfigError, DataError, ScratchCNNError
 from scratchcnn.files import write_text_atomically
 from scratchcnn.nn.metrics import confusion_matrix
 from scratchcnn.nn.network import Network, as_stack, load_model, network_spec
@@ -66,13 +66,14 @@ figcaption { color: #444; font-size: .95em; }
 
 
 def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
-                 data_dir: str | os.PathLike | None = None) -> Path:
+                 data_dir: str | os.PathLike | None = None, baseline: str | os.PathLike | None = None) -> Path:
     """Write RUN_DIR's report (default RUN_DIR/report.html), atomically; returns its path.
 
     Reads RUN_DIR/history.json and model.npz (ScratchCNNError / ModelFileError if missing or corrupt),
     and tuning.json and overtraining.json when present. A sweep's folder (sweep.jsonl, no model.npz) gets
     the sweep's page instead (sweep_report.py). The test set (for the record and confusion
-    figures) is looked up with data_dir, never downloaded; without it the report says so.
+    figures) is looked up with data_dir, never downloaded; without it the report says so. ``baseline``: a run
+    folder to compare with, side by side (report_baseline.py; default RUN_DIR/baseline when it holds a run).
     """
     run = RunDir(run_dir)
     if run.path.exists() and not run.path.is_dir():  # e.g. the run's model.npz, given for the run
@@ -85,12 +86,18 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     from scratchcnn.viz import sweep_report  # (it imports this module)
 
     if sweep_report.is_sweep_folder(run.path):  # a sweep's folder: its own page
+        if baseline is not None:
+            raise ConfigError(f"{run.path} is a sweep's folder: a baseline is compared with a training run")
         return sweep_report.write_sweep_report(run.path, out)
     with run.lock():  # not while a training process is writing the run
-        return _write_report(run, out, data_dir)
+        return _write_report(run, out, data_dir, baseline)
 
 
-def _write_report(run: RunDir, out: str | os.PathLike | None, data_dir: str | os.PathLike | None) -> Path:
+def _write_report(run: RunDir, out: str | os.PathLike | None, data_dir: str | os.PathLike | None,
+                  baseline: str | os.PathLike | None = None) -> Path:
+    from scratchcnn.viz.report_baseline import baseline_section  # (it imports this module)
+    from scratchcnn.viz.report_mistakes import mistakes_sections  # (it imports this module)
+
     summary = run.read_summary()
     if summary is None:
         raise ScratchCNNError(f"{run.summary}: no such file (is {run.path} a run written by 'scratchcnn train'?)")
@@ -98,7 +105,8 @@ def _write_report(run: RunDir, out: str | os.PathLike | None, data_dir: str | os
     options = summary.get("options") or {}
     dataset = net.dataset or options.get("dataset") or RunOptions.dataset
     class_names = CLASS_NAMES.get(dataset, CLASS_NAMES["mnist"])
-    image, label, matrix, note = _test_figures_input(net, dataset, run.data_dir(data_dir), summary)
+    comparison = baseline_section(run, summary, net, class_names, baseline)  # first: a bad baseline fails at once
+    image, label, matrix, note, test = _test_figures_input(net, dataset, run.data_dir(data_dir), summary)
     figures = model_figure_set(net, image, label, summary["history"], matrix, class_names)
     captions = {key: _caption(key, net) for key in figures}
     if "record" in captions:  # the test image was found
@@ -109,11 +117,13 @@ def _write_report(run: RunDir, out: str | os.PathLike | None, data_dir: str | os
         f"<h1>scratchcnn training run: {escape(run.path.resolve().name)}</h1>",
         f"<p>A {escape(_describe(net))}, trained on {escape(dataset)}.</p>",
         _results_section(summary),
+        comparison,
         _configuration_section(net, options),
         "<h2>Figures</h2>",
         f'<p class="note">{escape(note)}</p>' if note else "",
         *(f'<p class="note">No {figure_stem(key)} figure: {escape(why)}.</p>' for key, why in left_out(net).items()),
         *(_figure_html(png, captions[key]) for key, png in figures_bytes(figures, "png").items()),
+        mistakes_sections(net, test, matrix, class_names),
         _experiment_section(run, run.TUNING, "a learning-rate tuning result", _tuning_section),
         _experiment_section(run, run.OVERTRAINING, "an overtraining result", _overtraining_section),
         _equations_section(net),
@@ -129,8 +139,10 @@ def _write_report(run: RunDir, out: str | os.PathLike | None, data_dir: str | os
 
 
 def _test_figures_input(net: Network, dataset: str, data_dir: str | os.PathLike | None, summary: dict[str, Any]
-                        ) -> tuple[np.ndarray | None, str, np.ndarray | None, str]:
-    """(first test image, its label, confusion matrix, note for the reader) — Nones without the test set."""
+                        ) -> tuple[np.ndarray | None, str, np.ndarray | None, str,
+                                   tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+    """(first test image, its label, confusion matrix, note for the reader, (test images, labels, class scores A))
+    — Nones without the test set."""
     names = CLASS_NAMES.get(dataset, CLASS_NAMES["mnist"])
     try:
         data = load_dataset(dataset, data_dir, download=False, image_shape=net.input_shape)
@@ -139,10 +151,11 @@ def _test_figures_input(net: Network, dataset: str, data_dir: str | os.PathLike 
         matrix = np.array(saved) if saved is not None and np.shape(saved) == (net.classes, net.classes) else None
         left_out = "the input record and its convolved and pooled images" + ("" if matrix is not None else
                                                                             " and the confusion matrix")
-        return None, "", matrix, f"The {dataset} test set was not found, so {left_out} are left out. ({error})"
+        return None, "", matrix, f"The {dataset} test set was not found, so {left_out} are left out. ({error})", None
     y = data.test_labels.astype(np.int64)
-    matrix = confusion_matrix(y, net.predict(data.test_images), net.classes)
-    return data.test_images[0], names[y[0]], matrix, ""
+    A = net.scores(net.check_images(data.test_images))  # predict's scores, kept for the mistakes
+    matrix = confusion_matrix(y, A.argmax(axis=1), net.classes)
+    return data.test_images[0], names[y[0]], matrix, "", (data.test_images, y, A)
 
 
 # ---- sections ------------------------------------------------------------------------------------
