@@ -7,6 +7,7 @@ Real subprocesses (``python -m scratchcnn``) and a real ``distributed.LocalClust
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import skip_or_fail
 
 from scratchcnn.train.sweep_run import run_point
 from scratchcnn.train.sweep_spec import point_key, read_spec
@@ -139,10 +141,18 @@ def running(pid: int) -> bool:
         return False
 
 
+def cluster_module(name: str) -> Any:
+    """Dask's modules (the cluster extra): on a machine without them the test skips; in CI it fails."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        skip_or_fail(f"{name} is not installed: pip install -e '.[test]' (it includes the cluster extra)")
+
+
 @contextmanager
 def local_cluster() -> Iterator[str]:
     """A two-worker Dask cluster of processes on 127.0.0.1, for the test's duration: its scheduler's address."""
-    distributed = pytest.importorskip("distributed")
+    distributed = cluster_module("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None) as cluster:
         yield cluster.scheduler_address
@@ -201,7 +211,7 @@ def test_a_killed_local_worker_reruns_its_point_or_records_it_failed(tmp_path: P
 
 def test_a_killed_dask_worker_is_replaced_and_its_point_runs_again(tmp_path: Path, data_dir: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    cloudpickle = pytest.importorskip("cloudpickle")
+    cloudpickle = cluster_module("cloudpickle")
     spec = spec_file(tmp_path, SMALL)
     target = read_spec(spec).points[1].key
     monkeypatch.setenv(KILL_ONCE, target)  # set before the cluster starts: its worker processes inherit it
