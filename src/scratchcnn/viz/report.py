@@ -6,7 +6,6 @@ can be mailed or opened offline; it links to nothing.
 
 from __future__ import annotations
 
-import base64
 import math
 import os
 from collections.abc import Callable
@@ -26,8 +25,12 @@ from scratchcnn.nn.stack import Stack
 from scratchcnn.nn.stack_layers import Conv, Dense, Flatten, Layer, Pool, ReLU
 from scratchcnn.options import RunOptions
 from scratchcnn.train.rundir import RunDir
+from scratchcnn.viz import sweep_report
 from scratchcnn.viz.experiment_figures import plot_overtraining, plot_tuning
 from scratchcnn.viz.figures import figure_bytes, figure_stem, figures_bytes, model_figure_set
+from scratchcnn.viz.html import STYLE, count, figure_html, fmt, pct, table
+from scratchcnn.viz.report_baseline import baseline_section
+from scratchcnn.viz.report_mistakes import mistakes_sections
 from scratchcnn.viz.stack_figures import dense_maps, left_out
 
 REPORT_NAME = RunDir.REPORT
@@ -51,18 +54,6 @@ CAPTIONS = {
     "pooled_n": "The pooled maps Z_k of convolution {n}, each on its own scale likewise.",
 }
 SEED_FAMILY_OPTIONS = ("filters", "kernel_size", "pool", "activation", "bias")  # ConvNet's; a Stack ignores them
-STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 70em; margin: 2em auto; padding: 0 1em; color: #222;
-       line-height: 1.45; }
-h1, h2 { font-weight: 600; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
-table { border-collapse: collapse; margin: .8em 0; } td, th { padding: .25em .8em; border: 1px solid #ddd; }
-th { background: #f3f3f3; text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.best td { background: #fff6cc; font-weight: 600; }
-figure { margin: 1.5em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
-figcaption { color: #444; font-size: .95em; }
-.note { background: #fff4e5; border-left: 4px solid #f0a030; padding: .5em 1em; }
-.eq { font-family: "Cambria Math", "STIX Two Math", serif; font-size: 1.1em; }
-"""
 
 
 def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
@@ -83,8 +74,6 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         raise ScratchCNNError(f"{run.path}: that is {kind}; report takes a run folder such as {example}")
     if not run.path.is_dir():
         raise ScratchCNNError(f"{run.path}: no such run directory")
-    from scratchcnn.viz import sweep_report  # (it imports this module)
-
     if sweep_report.is_sweep_folder(run.path):  # a sweep's folder: its own page
         if baseline is not None:
             raise ConfigError(f"{run.path} is a sweep's folder: a baseline is compared with a training run")
@@ -95,9 +84,6 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
 
 def _write_report(run: RunDir, out: str | os.PathLike | None, data_dir: str | os.PathLike | None,
                   baseline: str | os.PathLike | None = None) -> Path:
-    from scratchcnn.viz.report_baseline import baseline_section  # (it imports this module)
-    from scratchcnn.viz.report_mistakes import mistakes_sections  # (it imports this module)
-
     summary = run.read_summary()
     if summary is None:
         raise ScratchCNNError(f"{run.summary}: no such file (is {run.path} a run written by 'scratchcnn train'?)")
@@ -122,7 +108,7 @@ def _write_report(run: RunDir, out: str | os.PathLike | None, data_dir: str | os
         "<h2>Figures</h2>",
         f'<p class="note">{escape(note)}</p>' if note else "",
         *(f'<p class="note">No {figure_stem(key)} figure: {escape(why)}.</p>' for key, why in left_out(net).items()),
-        *(_figure_html(png, captions[key]) for key, png in figures_bytes(figures, "png").items()),
+        *(figure_html(png, captions[key]) for key, png in figures_bytes(figures, "png").items()),
         mistakes_sections(net, test, matrix, class_names),
         _experiment_section(run, run.TUNING, "a learning-rate tuning result", _tuning_section),
         _experiment_section(run, run.OVERTRAINING, "an overtraining result", _overtraining_section),
@@ -170,49 +156,22 @@ def _describe(net: Network) -> str:
             f"pooling by {pool}, activation {net.activation}, {'with' if net.bias else 'no'} bias")
 
 
-def _fmt(value: Any, spec: str = ".4g") -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return "–" if math.isnan(value) else format(value, spec)
-    return str(value)
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2%}"
-
-
-def _count(size: float | int) -> str:
-    """A validation size as given: a fraction below 1 as a percentage, else a number of records."""
-    return f"{size:.0%}" if isinstance(size, float) and size < 1 else str(size)
-
-
-def _table(header: list[str], rows: list[list[str]], numeric_from: int = 1, best: int | None = None) -> str:
-    """An HTML table of already-formatted text (escaped here); row ``best`` highlighted."""
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = []
-    for n, row in enumerate(rows):
-        cells = "".join(f'<td{" class=num" if i >= numeric_from else ""}>{escape(c)}</td>' for i, c in enumerate(row))
-        body.append(f'<tr{" class=best" if n == best else ""}>{cells}</tr>')
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
-
-
 def _results_section(summary: dict[str, Any]) -> str:
-    rows = [["test accuracy", _pct(summary.get("test_accuracy"))],
-            ["validation accuracy (last epoch)", _pct(summary.get("validation_accuracy"))],
-            ["training accuracy (last epoch)", _pct(summary.get("train_accuracy"))],
-            ["test loss (mean −ln P_y)", _fmt(summary.get("test_loss"), ".4f")],
-            ["epochs", _fmt(summary.get("epochs"))],
-            ["seconds per epoch", _fmt(summary.get("seconds_per_epoch"), ".2f")]]
-    epochs = [[_fmt(e.get("epoch")), _fmt(e.get("records")), _pct(e.get("train_accuracy")),
-               _fmt(e.get("train_loss"), ".4f"), _pct(e.get("validation_accuracy")),
-               _fmt(e.get("validation_loss"), ".4f"), _fmt(e.get("seconds"), ".2f")] for e in summary["history"]]
+    rows = [["test accuracy", pct(summary.get("test_accuracy"))],
+            ["validation accuracy (last epoch)", pct(summary.get("validation_accuracy"))],
+            ["training accuracy (last epoch)", pct(summary.get("train_accuracy"))],
+            ["test loss (mean −ln P_y)", fmt(summary.get("test_loss"), ".4f")],
+            ["epochs", fmt(summary.get("epochs"))],
+            ["seconds per epoch", fmt(summary.get("seconds_per_epoch"), ".2f")]]
+    epochs = [[fmt(e.get("epoch")), fmt(e.get("records")), pct(e.get("train_accuracy")),
+               fmt(e.get("train_loss"), ".4f"), pct(e.get("validation_accuracy")),
+               fmt(e.get("validation_loss"), ".4f"), fmt(e.get("seconds"), ".2f")] for e in summary["history"]]
     stopped = summary.get("stopped")
     return "\n".join([
-        "<h2>Accuracy</h2>", _table(["", "value"], rows),
+        "<h2>Accuracy</h2>", table(["", "value"], rows),
         f'<p class="note">Training stopped early: {escape(str(stopped))}</p>' if stopped else "",
         "<h3>After each epoch</h3>",
-        _table(["epoch", "records seen", "training accuracy", "training loss", "validation accuracy",
+        table(["epoch", "records seen", "training accuracy", "training loss", "validation accuracy",
                 "validation loss", "seconds"], epochs, numeric_from=0),
     ])
 
@@ -230,24 +189,18 @@ def _caption(key: str, net: Network) -> str:
 def _configuration_section(net: Network, options: dict[str, Any]) -> str:
     unset = {"epoch_size": "all training records", "train_size": "all records"}  # what None means
     config = {key: value for key, value in net.config.items() if key != "layers"}  # the layers: their own table
-    model = [[key, _fmt(value)] for key, value in {"spec": network_spec(net), **config, "dataset": net.dataset}.items()]
+    model = [[key, fmt(value)] for key, value in {"spec": network_spec(net), **config, "dataset": net.dataset}.items()]
     unused = SEED_FAMILY_OPTIONS if isinstance(net, Stack) else ()  # a stack's shape is its spec alone
-    training = [[key, unset.get(key, "–") if value is None else _fmt(value)] for key, value in options.items()
+    training = [[key, unset.get(key, "–") if value is None else fmt(value)] for key, value in options.items()
                 if key not in unused]
     stack = as_stack(net)
     layers = [[str(i + 1), layer.spec(), "×".join(map(str, stack.shapes[i + 1])),
                f"{sum(value.size for value in layer.params.values()):,}"] for i, layer in enumerate(stack.layers)]
     return "\n".join(["<h2>Configuration</h2>",
-                      "<h3>Network (from model.npz)</h3>", _table(["option", "value"], model, numeric_from=2),
+                      "<h3>Network (from model.npz)</h3>", table(["option", "value"], model, numeric_from=2),
                       "<h3>Its layers</h3>",
-                      _table(["layer", "spec", "output shape", "parameters"], layers, numeric_from=2),
-                      "<h3>Training options (from history.json)</h3>", _table(["option", "value"], training, 2)])
-
-
-def _figure_html(png: bytes, caption: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{escape(caption)}">'
-            f"<figcaption>{escape(caption)}</figcaption></figure>")
+                      table(["layer", "spec", "output shape", "parameters"], layers, numeric_from=2),
+                      "<h3>Training options (from history.json)</h3>", table(["option", "value"], training, 2)])
 
 
 def _experiment_section(run: RunDir, name: str, what: str, section: Callable[[dict[str, Any]], str]) -> str:
@@ -266,39 +219,39 @@ def _tuning_section(tuning: dict[str, Any]) -> str:
     if not len(rates) == len(finals) == len(diverged) == len(tuning["curves"]):
         raise ValueError("its lists have different lengths")
     best = tuning.get("best_learning_rate")
-    rows = [[_fmt(float(r)), _pct(v), "yes" if d else "no"] for r, v, d in zip(rates, finals, diverged, strict=True)]
+    rows = [[fmt(float(r)), pct(v), "yes" if d else "no"] for r, v, d in zip(rates, finals, diverged, strict=True)]
     best_row = next((n for n, r in enumerate(rates) if best is not None and math.isclose(r, best)), None)
-    figure = _figure_html(figure_bytes(plot_tuning(tuning)), "Left: the final validation accuracy of each learning "
+    figure = figure_html(figure_bytes(plot_tuning(tuning)), "Left: the final validation accuracy of each learning "
                           "rate. Right: how it got there, epoch by epoch.")
     epochs, records, held_out = (tuning.get(key) for key in ("epochs", "train_size", "validation_size"))
     intro = (f"Each learning rate η trained the same network from the same start"
              f"{f' for {epochs} epochs' if epochs else ''}{f' on {records} records' if records else ''}"
-             f"{f' ({_count(held_out)} of them held out for validation)' if held_out else ''}; the best is "
+             f"{f' ({count(held_out)} of them held out for validation)' if held_out else ''}; the best is "
              "highlighted. A rate that diverged (the loss became NaN or infinite) has no final accuracy.")
     return "\n".join(["<h2>Tuning the learning rate</h2>", f"<p>{escape(intro)}</p>",
-                      _table(["learning rate η", "final validation accuracy", "diverged"], rows, best=best_row),
-                      f"<p>Best learning rate: <b>{escape(_fmt(best))}</b>.</p>", figure])
+                      table(["learning rate η", "final validation accuracy", "diverged"], rows, best=best_row),
+                      f"<p>Best learning rate: <b>{escape(fmt(best))}</b>.</p>", figure])
 
 
 def _overtraining_section(result: dict[str, Any]) -> str:
     losses = [math.inf if v is None else v for v in result.get("validation_loss") or []]
-    figure = _figure_html(figure_bytes(plot_overtraining(result)), "Upper: the few training records. Lower: "
+    figure = figure_html(figure_bytes(plot_overtraining(result)), "Upper: the few training records. Lower: "
                           "validation records never trained on." + (" Left: accuracy. Right: loss." if losses else ""))
     n_train, n_val = result.get("train_records", "?"), result.get("validation_records", "?")
     if "best_validation_loss" not in result and losses:  # a result saved before these keys existed
         lowest = losses.index(min(losses))
         result = {**result, "best_validation_loss": losses[lowest], "best_validation_loss_epoch": lowest + 1}
-    rows = [[label, fmt(result[key])] for label, key, fmt in (
-        ("epochs", "epochs", _fmt), ("learning rate η", "learning_rate", _fmt),
-        ("first epoch with 100% training accuracy", "first_epoch_train_100", _fmt),
-        ("best validation accuracy", "best_validation_accuracy", _pct),
-        ("epoch of the best validation accuracy", "best_validation_epoch", _fmt),
-        ("final validation accuracy", "final_validation_accuracy", _pct),
-        ("lowest validation loss", "best_validation_loss", _fmt),
-        ("epoch of the lowest validation loss", "best_validation_loss_epoch", _fmt),
+    rows = [[label, shown(result[key])] for label, key, shown in (
+        ("epochs", "epochs", fmt), ("learning rate η", "learning_rate", fmt),
+        ("first epoch with 100% training accuracy", "first_epoch_train_100", fmt),
+        ("best validation accuracy", "best_validation_accuracy", pct),
+        ("epoch of the best validation accuracy", "best_validation_epoch", fmt),
+        ("final validation accuracy", "final_validation_accuracy", pct),
+        ("lowest validation loss", "best_validation_loss", fmt),
+        ("epoch of the lowest validation loss", "best_validation_loss_epoch", fmt),
         ) if key in result]
     if losses:
-        rows.append(["final validation loss", _fmt(losses[-1])])
+        rows.append(["final validation loss", fmt(losses[-1])])
     intro = (f"The network trained for many epochs on only {n_train} records and was checked after each epoch "
              f"on {n_val} validation records it never trained on. When the accuracy on the training records "
              "reaches 100% while the validation accuracy levels off or falls, the network has learnt those "
@@ -306,7 +259,7 @@ def _overtraining_section(result: dict[str, Any]) -> str:
              "validation loss shows it most plainly: after its lowest point it rises, as the network grows "
              "ever more certain of the training records and of its mistakes on the others.")
     return "\n".join(["<h2>Overtraining</h2>", f"<p>{escape(intro)}</p>",
-                      _table(["", "value"], rows) if rows else "", figure])
+                      table(["", "value"], rows) if rows else "", figure])
 
 
 def _equations_section(net: Network) -> str:

@@ -24,7 +24,7 @@ from scratchcnn.nn.stack_layers import Conv
 from scratchcnn.options import RunOptions
 from scratchcnn.train.rundir import RunDir
 from scratchcnn.viz.figures import figures_bytes, plot_confusion
-from scratchcnn.viz.report import _pct, _table
+from scratchcnn.viz.html import pct, table
 
 BASELINE_FOLDER = "baseline"  # RUN_DIR/baseline/: a run compared automatically when it holds one
 
@@ -113,10 +113,10 @@ def verdict(run: RunResult, baseline: RunResult) -> str:
     total = _spaced(int(run.matrix.sum()))
     fewer = baseline.errors - run.errors
     if fewer == 0:
-        return (f"{subject} left test accuracy where the baseline has it, at {_pct(run.accuracy)}: the same number "
+        return (f"{subject} left test accuracy where the baseline has it, at {pct(run.accuracy)}: the same number "
                 f"of errors in {total}.")
     relative = f" ({'−' if fewer > 0 else '+'}{abs(fewer) / baseline.errors:.1%})" if baseline.errors else ""
-    return (f"{subject} took test accuracy from {_pct(baseline.accuracy)} (the baseline) to {_pct(run.accuracy)}: "
+    return (f"{subject} took test accuracy from {pct(baseline.accuracy)} (the baseline) to {pct(run.accuracy)}: "
             f"{abs(fewer)} {'fewer' if fewer > 0 else 'more'} errors in {total}{relative}.")
 
 
@@ -138,10 +138,10 @@ def comparison_section(run: RunResult, baseline: RunResult, class_names: list[st
 
     overall = [["network (spec)", described(baseline), described(run)],
                ["parameters", *(f"{r.parameters:,}" if r.parameters is not None else "–" for r in (baseline, run))],
-               ["test accuracy", _pct(baseline.accuracy), _pct(run.accuracy)],
+               ["test accuracy", pct(baseline.accuracy), pct(run.accuracy)],
                [f"errors in {_spaced(int(run.matrix.sum()))} test images", str(baseline.errors), str(run.errors)]]
     names = list(class_names) if len(class_names) == len(run.matrix) else [str(c) for c in range(len(run.matrix))]
-    per_class = [[str(name), _pct(b), _pct(r), _points(r - b)]
+    per_class = [[str(name), pct(b), pct(r), _points(r - b)]
                  for name, b, r in zip(names, baseline.per_class, run.per_class, strict=True)]
     figures = {"baseline": plot_confusion(baseline.matrix, names), "run": plot_confusion(run.matrix, names)}
     pngs = figures_bytes(figures, "png")
@@ -150,9 +150,9 @@ def comparison_section(run: RunResult, baseline: RunResult, class_names: list[st
         f"<p>The baseline is the run in {escape(baseline_shown)}, scored on the same {escape(run.dataset)} test "
         "images.</p>",
         f"<p><b>{escape(verdict(run, baseline))}</b></p>",
-        _table(["", "baseline", "this run"], overall),
+        table(["", "baseline", "this run"], overall),
         "<h3>Accuracy on each class</h3>",
-        _table(["class", "baseline", "this run", "difference (percentage points)"], per_class),
+        table(["class", "baseline", "this run", "difference (percentage points)"], per_class),
         '<div style="display: flex; flex-wrap: wrap; gap: 1em">',
         _side_figure(pngs["baseline"], "The baseline's confusion matrix on the test set."),
         _side_figure(pngs["run"], "This run's confusion matrix on the same images."),

@@ -15,6 +15,7 @@ import numpy as np
 from scratchcnn.nn.metrics import confusion_matrix
 from scratchcnn.nn.network import Network
 from scratchcnn.viz.figures import figures_bytes
+from scratchcnn.viz.html import figure_html, pct, table
 from scratchcnn.viz.mistakes import (
     evidence_left_out,
     mistakes_from_scores,
@@ -22,7 +23,6 @@ from scratchcnn.viz.mistakes import (
     plot_evidence,
     plot_mistakes,
 )
-from scratchcnn.viz.report import _figure_html, _pct, _table
 
 EQUATION = ("A<sub>j</sub> = Σ<sub>k</sub> Σ<sub>p,q</sub> W<sub>j</sub>(k, p, q) Z<sub>k</sub>(p, q) "
             "+ b<sub>j</sub>")
@@ -55,7 +55,7 @@ def mistakes_sections(net: Network, test: tuple[np.ndarray, np.ndarray, np.ndarr
              "number in the test set, its true class, the predicted class and the probability P the network "
              "gave that class.")
     mistakes = ["<h2>Mistakes</h2>", f"<p>{escape(intro)}</p>",
-                _figure_html(drawn["mistakes"], "The most confident mistakes on the test set."),
+                figure_html(drawn["mistakes"], "The most confident mistakes on the test set."),
                 "<h3>Accuracy of each class</h3>", _per_class_table(matrix, class_names)]
     return "\n".join([*mistakes, _evidence_section(drawn.get("evidence"), why_not, record, bool(rows))])
 
@@ -73,7 +73,7 @@ def _evidence_section(png: bytes | None, why_not: str | None, record: int, is_mi
     caption = (f"Test image #{record}, {which}: the maps W_j ⊙ Z_k of the predicted class and of the "
                f"{'true class' if is_mistake else 'runner-up'}; above each map its sum, in each title their total "
                "A_j and the probability P_j.")
-    return "\n".join(["<h2>Evidence</h2>", f"<p>{text}</p>", _figure_html(png, caption)])
+    return "\n".join(["<h2>Evidence</h2>", f"<p>{text}</p>", figure_html(png, caption)])
 
 
 def _per_class_table(matrix: np.ndarray, class_names: Sequence[str]) -> str:
@@ -85,7 +85,7 @@ def _per_class_table(matrix: np.ndarray, class_names: Sequence[str]) -> str:
         others = matrix[c].copy()
         others[c] = 0
         confused = f"{class_names[int(others.argmax())]} ({int(others.max())})" if others.max() > 0 else "–"
-        rows.append([str(name), f"{int(matrix[c].sum()):,}", f"{int(matrix[c, c]):,}", _pct(float(accuracy[c])),
+        rows.append([str(name), f"{int(matrix[c].sum()):,}", f"{int(matrix[c, c]):,}", pct(float(accuracy[c])),
                      confused])
-    return _table(["class", "test images", "right", "accuracy", "most often taken for (images)"], rows)
+    return table(["class", "test images", "right", "accuracy", "most often taken for (images)"], rows)
 

@@ -21,7 +21,7 @@ from scratchcnn.train.rundir import RunDir
 from scratchcnn.train.sweep_spec import METRICS
 from scratchcnn.train.sweep_store import BEST, RESULTS
 from scratchcnn.train.sweep_summary import summarise, varying
-from scratchcnn.viz.report import REPORT_NAME, STYLE, _figure_html, _fmt, _pct, _table
+from scratchcnn.viz.html import STYLE, figure_html, fmt, pct, table
 from scratchcnn.viz.sweep_figures import DEFAULT_METRIC, ranked, sweep_figure_bytes
 
 CAPTIONS = {
@@ -101,13 +101,13 @@ def write_sweep_report(folder: str | os.PathLike, out: str | os.PathLike | None 
         _fixed_options(rows),
         "<h2>The best configuration</h2>", _best_section(ranked(rows, metric)[:1], final, words),
         "<h2>Figures</h2>",
-        *(_figure_html(png, CAPTIONS[key].format(metric=words)) for key, png in figures.items()),
+        *(figure_html(png, CAPTIONS[key].format(metric=words)) for key, png in figures.items()),
         f"<p><small>Written by scratchcnn {escape(__version__)}.</small></p>",
     ]
     page = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f"<title>scratchcnn sweep: {escape(folder.resolve().name)}</title>\n<style>{STYLE}</style>\n"
             "</head>\n<body>\n" + "\n".join(part for part in body if part) + "\n</body>\n</html>\n")
-    return write_text_atomically(Path(out) if out is not None else folder / REPORT_NAME, page)
+    return write_text_atomically(Path(out) if out is not None else folder / RunDir.REPORT, page)
 
 
 def _counts(records: list[dict[str, Any]], rows: list[dict[str, Any]], metric_words: str) -> str:
@@ -124,7 +124,7 @@ def _mean_std(row: dict[str, Any], name: str) -> str:
     mean, std = row[f"{name}_mean"], row[f"{name}_std"]
     if mean is None:
         return "–"
-    return f"{_pct(mean)} ± {_pct(std)}" if name.endswith("accuracy") else f"{mean:.4f} ± {std:.4f}"
+    return f"{pct(mean)} ± {pct(std)}" if name.endswith("accuracy") else f"{mean:.4f} ± {std:.4f}"
 
 
 def _shown_options(rows: list[dict[str, Any]]) -> list[str]:
@@ -140,11 +140,11 @@ def _configurations_table(rows: list[dict[str, Any]], metric: str) -> str:
     other = next(name for name in METRICS if name != metric)
     header = ["rank", *names, f"{metric.replace('_', ' ')} (mean ± std)", f"{other.replace('_', ' ')} (mean ± std)",
               "seconds per epoch", "seeds", "finished", "diverged", "failed"]
-    table = [[str(n + 1) if n < len(scored) else "–", *(_fmt(row["configuration"].get(name)) for name in names),
-              _mean_std(row, metric), _mean_std(row, other), _fmt(row["seconds_per_epoch_mean"], ".3f"),
+    cells = [[str(n + 1) if n < len(scored) else "–", *(fmt(row["configuration"].get(name)) for name in names),
+              _mean_std(row, metric), _mean_std(row, other), fmt(row["seconds_per_epoch_mean"], ".3f"),
               ", ".join(map(str, row["seeds"])), str(row["ok"]), str(row["diverged"]), str(row["failed"])]
              for n, row in enumerate(ordered)]
-    return _table(header, table, numeric_from=1 + len(names), best=0 if scored else None)
+    return table(header, cells, numeric_from=1 + len(names), best=0 if scored else None)
 
 
 def _fixed_options(rows: list[dict[str, Any]]) -> str:
@@ -153,23 +153,23 @@ def _fixed_options(rows: list[dict[str, Any]]) -> str:
     fixed = {name: value for name, value in (rows[0]["configuration"] if rows else {}).items() if name not in shown}
     if not fixed:
         return ""
-    return f"<p>The same for every point: {escape(', '.join(f'{k} = {_fmt(v)}' for k, v in fixed.items()))}.</p>"
+    return f"<p>The same for every point: {escape(', '.join(f'{k} = {fmt(v)}' for k, v in fixed.items()))}.</p>"
 
 
 def _best_section(best: list[dict[str, Any]], final: dict[str, Any] | None, metric_words: str) -> str:
     if not best:
         return '<p class="note">No configuration has a finished point.</p>'
     row = best[0]
-    options = [[name, _fmt(value)] for name, value in row["configuration"].items()]
+    options = [[name, fmt(value)] for name, value in row["configuration"].items()]
     scores = [[name.replace("_", " "), _mean_std(row, name)]
               for name in ("validation_accuracy", "validation_loss", "train_accuracy")]
     parts = [f"<p>Best by {escape(metric_words)}, over the seeds {escape(', '.join(map(str, row['seeds'])))}:</p>",
-             _table(["option", "value"], options, numeric_from=2), _table(["", "mean ± std over seeds"], scores)]
+             table(["option", "value"], options, numeric_from=2), table(["", "mean ± std over seeds"], scores)]
     trained = (final or {}).get("options") or {}
     if final and all(trained.get(k) == v for k, v in row["configuration"].items() if k != "validation_size"):
-        loss, model = _fmt(final.get("test_loss"), ".4f"), str(final.get("model", "–"))
+        loss, model = fmt(final.get("test_loss"), ".4f"), str(final.get("model", "–"))
         parts.append(f"<p>Trained once more on the training and validation records and tested once: test accuracy "
-                     f"<b>{escape(_pct(final['test_accuracy']))}</b>, test loss {escape(loss)} (model: "
+                     f"<b>{escape(pct(final['test_accuracy']))}</b>, test loss {escape(loss)} (model: "
                      f"{escape(model)}).</p>")
     else:
         parts.append('<p class="note">Not tested: <code>scratchcnn sweep SPEC --out DIR --final</code> trains it on '
