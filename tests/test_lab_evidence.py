@@ -318,5 +318,7 @@ def test_picking_and_dropping_a_file(browser, mnist, trained: Network, tmp_path:
     # drawing on it makes the note stale: it goes
     box = page.locator("#draw").bounding_box()
     page.mouse.click(box["x"] + 0.1 * box["width"], box["y"] + 0.1 * box["height"])
+    # the page redraws (and checks the note) on its next animation frame: wait for it, up to 5 s
+    page.wait_for_function("document.getElementById('picture-note').hidden", timeout=5000)
     assert page.locator("#picture-note").is_hidden()
     assert errors == []
