@@ -122,11 +122,14 @@ def add_option_flags(group: argparse._ActionsContainer, names: Iterable[str], *,
         group.add_argument("--" + name.replace("_", "-"), *(aliases or {}).get(name, ()), **kwargs)
 
 
-def add_data_options(parser: argparse.ArgumentParser, dataset_default: str | None = None) -> None:
-    """--dataset, --data-dir, --no-download. dataset_default: what the help says when --dataset is left out."""
+def add_data_options(parser: argparse.ArgumentParser, dataset_default: str | None = None, *,
+                     dataset: bool = True) -> None:
+    """--dataset, --data-dir, --no-download. dataset_default: what the help says when --dataset is left out;
+    ``dataset`` False: no --dataset (the command's input names its datasets, e.g. a sweep's spec)."""
     group = parser.add_argument_group("data")
-    group.add_argument("--dataset", choices=DATASETS,
-                       help=f"which dataset (default: {dataset_default or options.default_text('dataset')})")
+    if dataset:
+        group.add_argument("--dataset", choices=DATASETS,
+                           help=f"which dataset (default: {dataset_default or options.default_text('dataset')})")
     group.add_argument("--data-dir", metavar="DIR", type=Path,
                        help="folder holding DIR/<dataset>/ with the four IDX files (also: $SCRATCHCNN_DATA)")
     group.add_argument("--no-download", dest="download", action="store_false",

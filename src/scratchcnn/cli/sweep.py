@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scratchcnn.cli.options import EXIT_INTERRUPTED, add_json_option, natural_int, positive_int, show_progress
+from scratchcnn.cli.options import (
+    EXIT_INTERRUPTED,
+    add_data_options,
+    add_json_option,
+    natural_int,
+    positive_int,
+    show_progress,
+)
 from scratchcnn.options import SWEEP_RETRIES
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
@@ -56,12 +63,7 @@ def add_commands(commands: Any) -> None:
     parser.add_argument("--restart", action="store_true", help="forget DIR's finished points and run them all")
     parser.add_argument("--final", action="store_true", help="train the best configuration on training + "
                         "validation records and test it once (DIR/final/, a run folder)")
-    group = parser.add_argument_group("data")
-    group.add_argument("--data-dir", metavar="DIR", type=Path,
-                       help="folder holding DIR/<dataset>/ (also: $SCRATCHCNN_DATA); cluster workers read the "
-                       "same path")
-    group.add_argument("--no-download", dest="download", action="store_false",
-                       help="never download: fail if a dataset is not on disk")
+    add_data_options(parser, dataset=False)  # cluster workers read the folder the client found, by its path
     add_json_option(parser)
     parser.set_defaults(run=run_sweep)
 
@@ -80,7 +82,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         print(f"scratchcnn: interrupted; the finished points are kept in {out / 'sweep.jsonl'}. Continue with: "
               f"scratchcnn sweep {args.spec} --out {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    _draw(plan, out, result)
+    _draw(out, result)
     if args.json:
         print(json.dumps(result))
     else:
@@ -93,7 +95,7 @@ def _warn(message: str) -> None:
     print(f"scratchcnn: warning: {message}", file=sys.stderr)
 
 
-def _draw(plan: Any, out: Path, result: dict[str, Any]) -> None:
+def _draw(out: Path, result: dict[str, Any]) -> None:
     from scratchcnn.train.sweep_store import SweepFolder
     from scratchcnn.viz.sweep_figures import sweep_figures
 

@@ -15,6 +15,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from scratchcnn._version import __version__
+from scratchcnn.cpus import usable_cpus
 from scratchcnn.errors import ConfigError
 from scratchcnn.nn.layers import log_softmax
 from scratchcnn.nn.npzfile import Expected, read_npz, write_npz
@@ -34,9 +35,7 @@ def set_scoring_threads(threads: int | None) -> None:
 
 
 def _threads() -> int:
-    if _scoring_threads is not None:
-        return _scoring_threads
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return usable_cpus() if _scoring_threads is None else _scoring_threads
 
 
 class Classifier(ABC):

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -61,6 +60,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from scratchcnn.cpus import usable_cpus
 from scratchcnn.errors import ConfigError
 from scratchcnn.nn import stack_kernels as kern
 from scratchcnn.nn import stack_loop as loop
@@ -188,17 +188,12 @@ def _buffers(sizes: list[int], tapoff: np.ndarray, dtype: np.dtype) -> tuple[np.
             np.zeros(picks, np.uint64), np.zeros(picks, dtype))
 
 
-def _threads() -> int:
-    """The CPUs this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def _pool() -> ThreadPoolExecutor:
     """The threads that compute the other parts of a batch (the calling thread computes the first)."""
     global _executor
     with _lock:
         if _executor is None:
-            _executor = ThreadPoolExecutor(max(_threads() - 1, 1), thread_name_prefix="stack-engine")
+            _executor = ThreadPoolExecutor(max(usable_cpus() - 1, 1), thread_name_prefix="stack-engine")
     return _executor
 
 
@@ -299,7 +294,7 @@ class _Run:
 
     def parts(self, records: int) -> int:
         """Threads to share a batch of ``records``: 1 unless each part gets ≥ PART_WORK multiply-adds."""
-        return max(1, min(_threads(), records, self.cost * records // PART_WORK))
+        return max(1, min(usable_cpus(), records, self.cost * records // PART_WORK))
 
     def gradients(self, first: int, stop: int) -> float:
         """L of the batch order[first:stop], and its ∂L/∂θ in grads[0]; its parts computed on threads."""

@@ -51,6 +51,13 @@ def _saved_options(where: Path, saved: dict[str, Any]) -> RunOptions:
         raise ModelFileError(f"{where}: bad training options in checkpoint ({error})") from None
 
 
+def resolved(given: dict[str, Any]) -> RunOptions:
+    """The options a new run trains with: the defaults overridden by ``given``, and the engine "auto" stands
+    for here (saved so: a resumed run must use the same engine to end bit for bit the same)."""
+    options = run_options.resolve(given)
+    return replace(options, engine=resolve_engine(options.engine))
+
+
 def train_run(
     given: dict[str, Any],
     out: str | os.PathLike,
@@ -90,9 +97,7 @@ def _train_locked(run: RunDir, given: dict[str, Any], *, data_dir: str | os.Path
         replacing = bool(run.existing())
         if replacing and not overwrite:
             run.refuse_existing()
-        options = run_options.resolve(given)
-        # Saved as resolved: a resumed run must use the same engine to end bit for bit the same.
-        options = replace(options, engine=resolve_engine(options.engine))
+        options = resolved(given)
     data = load_dataset(options.dataset, data_dir, download=download, progress=progress)
     train_fingerprint = data_fingerprint(data.train_images, data.train_labels)
     if resume and train_fingerprint != fingerprint:

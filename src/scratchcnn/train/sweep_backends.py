@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import multiprocessing
-import os
 import signal
 from collections import deque
 from multiprocessing.connection import Connection, wait
 from types import TracebackType
 from typing import Any
 
+from scratchcnn.cpus import usable_cpus
 from scratchcnn.errors import ConfigError
 from scratchcnn.train.sweep_run import Runner, run_point, work
 from scratchcnn.train.sweep_spec import Point
@@ -222,5 +222,4 @@ def _ready_for_points() -> None:
 
 def local_jobs(jobs: int | None, points: int) -> int:
     """Worker processes for ``points`` points: ``jobs``, else one per CPU this process may use."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(jobs or cpus, points))
+    return max(1, min(jobs or usable_cpus(), points))

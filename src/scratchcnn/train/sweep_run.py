@@ -13,15 +13,16 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 
 from scratchcnn.data import load_dataset
 from scratchcnn.data.datasets import Dataset
 from scratchcnn.errors import ScratchCNNError, first_line
 from scratchcnn.nn.network import build_network
-from scratchcnn.options import SWEEP_RETRIES, resolve
-from scratchcnn.train.sgd import fit, resolve_engine
+from scratchcnn.options import SWEEP_RETRIES
+from scratchcnn.train.runs import resolved
+from scratchcnn.train.sgd import fit
 from scratchcnn.train.sweep_spec import Point, Sweep, point_key
 from scratchcnn.train.sweep_store import SweepFolder
 
@@ -43,8 +44,7 @@ def run_point(options: dict[str, Any], directories: dict[str, str]) -> dict[str,
     ``directories``: each dataset's folder as the client found it (the workers read the same files).
     """
     start = time.perf_counter()
-    run = resolve(options)
-    run = replace(run, engine=resolve_engine(run.engine))
+    run = resolved(options)  # as train resolves them
     data = dataset(run.dataset, directories.get(run.dataset, ""))
     net = build_network(run.network, input_shape=data.train_images.shape[1:], seed=run.seed)
     history = fit(net, data.train_images, data.train_labels, **asdict(run.training))

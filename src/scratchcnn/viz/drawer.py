@@ -19,14 +19,15 @@ from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
 
+from scratchcnn.cpus import usable_cpus
+
 
 def forked_workers(jobs: int) -> int:
     """How many forked processes are worth starting for ``jobs`` pieces of drawing: one per CPU this process
     may use, at most one per job; 0 where a process cannot fork (not Linux) or has one CPU."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return 0
-    workers = min(cpus, jobs)
+    if not hasattr(os, "sched_getaffinity") or "fork" not in multiprocessing.get_all_start_methods():
+        return 0  # Linux only: elsewhere fork() is missing or unsafe under a GUI's threads
+    workers = min(usable_cpus(), jobs)
     return workers if workers >= 2 else 0
 
 
