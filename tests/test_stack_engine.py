@@ -136,7 +136,7 @@ def test_every_layer_and_option(name: str, batch_size: int, pixels: str) -> None
 def test_batches_shared_among_threads(monkeypatch: pytest.MonkeyPatch, parts: int) -> None:
     """Large batches are split among threads, each part with its own buffers: the same steps as the loop."""
     monkeypatch.setattr(stack_engine, "PART_WORK", 1)  # split every batch of at least `parts` records
-    monkeypatch.setattr(stack_engine, "_threads", lambda: parts)
+    monkeypatch.setattr(stack_engine, "usable_cpus", lambda: parts)
     pool, handed = stack_engine._pool(), []
 
     class Counting:
